@@ -1,0 +1,76 @@
+"""The webhook receiver: ``create_app()`` builds the Flask app that gunicorn serves.
+
+It imports the Celery app handle and settings from :mod:`workers`, never task code: jobs are
+enqueued by their stable names.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+
+import redis
+from celery import Celery
+from flask import Flask, Response, g
+from werkzeug.exceptions import HTTPException
+
+from app.health import bp as health_bp
+from app.state import ReceiverState
+from app.webhooks import bp as webhooks_bp
+from workers.logs import configure_logging, log_event
+from workers.observability import init_sentry
+from workers.settings import Settings, get_settings
+
+logger = logging.getLogger("intercom_sync.receiver")
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    celery_app: Celery | None = None,
+    redis_client: redis.Redis | None = None,
+    clock: Callable[[], float] = time.time,
+) -> Flask:
+    """Build the receiver. Arguments default to the environment's settings and Celery handle."""
+    if settings is None:
+        settings = get_settings()
+        configure_logging(settings.LOG_LEVEL, settings.LOG_FORMAT)
+        init_sentry(settings, component="receiver")
+    if celery_app is None:
+        from workers.celery_app import celery as celery_app
+    flask_app = Flask(__name__)
+    # Werkzeug refuses a larger body (by Content-Length or while streaming) with a 413.
+    flask_app.config["MAX_CONTENT_LENGTH"] = settings.WEBHOOK_MAX_BODY_BYTES
+    flask_app.extensions["intercom_sync"] = ReceiverState(
+        settings, celery_app, redis_client=redis_client, clock=clock
+    )
+    flask_app.register_blueprint(webhooks_bp)
+    flask_app.register_blueprint(health_bp)
+
+    @flask_app.before_request
+    def _start_timer() -> None:
+        g.started = time.perf_counter()
+
+    @flask_app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        body = {"error": (exc.name or "error").lower().replace(" ", "_"),
+                "reason": exc.description}  # fmt: skip
+        if exc.code == 413:
+            body["reason"] = f"body larger than {settings.WEBHOOK_MAX_BODY_BYTES} bytes"
+        return Response(json.dumps(body), status=exc.code or 500, mimetype="application/json")
+
+    @flask_app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        # Logged with its traceback (and sent to Sentry); the sender sees a retryable 503.
+        log_event(logger, "webhook.error", logging.ERROR, error=type(exc).__name__)
+        logger.exception("unexpected error in the receiver")
+        body = {"error": "internal_error", "reason": "unexpected error; retry later"}
+        return Response(json.dumps(body), status=503, mimetype="application/json")
+
+    for feature in ("intercom_webhooks", "sanity_webhooks"):
+        missing = settings.missing(feature)
+        if missing:
+            log_event(logger, "feature.off", feature=feature, missing=",".join(missing))
+    return flask_app

@@ -1,0 +1,54 @@
+"""Per-process receiver state: settings, the Redis client and the enqueuer, created lazily.
+
+Gunicorn forks its workers after importing the app, so connections are opened on first use in
+each worker, never in the master.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import redis
+from celery import Celery
+
+from workers.enqueue import Enqueuer
+from workers.settings import Settings
+
+
+class ReceiverState:
+    def __init__(
+        self,
+        settings: Settings,
+        celery_app: Celery,
+        redis_client: redis.Redis | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.celery_app = celery_app
+        self._redis = redis_client
+        self._enqueuer: Enqueuer | None = None
+        self._clock = clock
+
+    def now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    @property
+    def redis(self) -> redis.Redis:
+        if self._redis is None:
+            # Short timeouts: Intercom gives up after 5 s, and a 503 it can retry beats a
+            # request that hangs until the sender times out.
+            self._redis = redis.Redis.from_url(
+                self.celery_app.conf.broker_url,
+                socket_timeout=2,
+                socket_connect_timeout=1,
+                health_check_interval=30,
+            )
+        return self._redis
+
+    def enqueuer(self) -> Enqueuer:
+        if self._enqueuer is None:
+            self._enqueuer = Enqueuer(
+                self.celery_app, self.redis, dedup_ttl=self.settings.DEDUP_TTL_SECONDS
+            )
+        return self._enqueuer

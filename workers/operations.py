@@ -1,0 +1,105 @@
+"""What the operator commands report: ``status`` and ``check``, as plain functions of services."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import redis
+
+from workers import routing
+from workers.articles import queries
+from workers.errors import ServiceError
+from workers.services import Services
+from workers.task_base import LAST_SUCCESS
+
+REGIONS = {"api.intercom.io": "US", "api.eu.intercom.io": "EU", "api.au.intercom.io": "AU"}
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool | None  # None: skipped (feature off)
+    detail: str
+
+    def line(self) -> str:
+        verdict = {True: "ok  ", False: "FAIL", None: "skip"}[self.ok]
+        return f"{verdict}  {self.name:<10} {self.detail}"
+
+
+def run_checks(services: Services) -> list[Check]:
+    """Settings, Redis, Intercom (``GET /me``) and Sanity (a query), one verdict each."""
+    settings = services.settings
+    features = [f for f in settings.FEATURES if f != "sentry"]
+    off = [f"{f} (needs {', '.join(settings.missing(f))})" for f in features
+           if settings.missing(f)]  # fmt: skip
+    checks = [Check("settings", True, "valid" + (f"; off: {'; '.join(off)}" if off else ""))]
+    try:
+        services.redis.ping()
+        detail = "answers"
+        try:
+            policy = services.redis.config_get("maxmemory-policy").get("maxmemory-policy")
+            if policy and policy != "noeviction":
+                detail += f"; WARNING maxmemory-policy is {policy}, jobs may be evicted"
+        except redis.ResponseError:
+            detail += "; CONFIG not allowed, could not read maxmemory-policy"
+        checks.append(Check("redis", True, detail))
+    except redis.RedisError as exc:
+        checks.append(Check("redis", False, f"unreachable: {type(exc).__name__}"))
+
+    if settings.missing("intercom_api"):
+        checks.append(Check("intercom", None, "off: set INTERCOM_ACCESS_TOKEN"))
+    else:
+        host = urlsplit(settings.INTERCOM_API_BASE).hostname or ""
+        try:
+            me = services.intercom.me()
+            app = me.get("app") or {}
+            workspace = app.get("name") or app.get("id_code") or "?"
+            checks.append(Check("intercom", True,
+                                f"token valid for admin {me.get('id')}, workspace {workspace}, "
+                                f"region {REGIONS.get(host, host)}, "
+                                f"version {settings.INTERCOM_VERSION}"))  # fmt: skip
+        except (ServiceError, ValueError) as exc:
+            checks.append(Check("intercom", False, str(exc)))
+        except redis.RedisError as exc:  # the shared limiter lives in Redis
+            reason = f"not checked: Redis unreachable ({type(exc).__name__})"
+            checks.append(Check("intercom", False, reason))
+
+    if not settings.SANITY_PROJECT_ID or not settings.SANITY_DATASET:
+        checks.append(Check("sanity", None, "off: set SANITY_PROJECT_ID and SANITY_DATASET"))
+    else:
+        try:
+            count = queries.COUNT.run(services.sanity, type=settings.SANITY_ARTICLE_TYPE)
+            checks.append(Check("sanity", True,
+                                f"dataset {settings.SANITY_DATASET}: {count} "
+                                f"{settings.SANITY_ARTICLE_TYPE} documents"))  # fmt: skip
+        except ServiceError as exc:
+            checks.append(Check("sanity", False, str(exc)))
+        except redis.RedisError as exc:
+            reason = f"not checked: Redis unreachable ({type(exc).__name__})"
+            checks.append(Check("sanity", False, reason))
+    return checks
+
+
+def status_lines(services: Services, now: float | None = None) -> list[str]:
+    """Queue depths, dead letters, rate-limit budget and last successes, for ``status``."""
+    now = time.time() if now is None else now
+    client = services.redis
+    lines = ["queues:"]
+    for queue in routing.QUEUES:
+        lines.append(f"  {queue:<14} {client.llen(queue)} waiting")
+    lines.append(f"  {'in progress':<14} {client.hlen('unacked')} delivered, not yet acknowledged")
+    lines.append(f"dead letters:    {services.dead_letters.count()}")
+    budget = services.intercom_limiter.peek()
+    lines.append(
+        f"intercom budget: {budget.remaining} of {budget.cap} left in this window "
+        f"(resets in {max(0.0, budget.window_end - now):.1f}s)"
+    )
+    lines.append("last success:")
+    for name in routing.TASK_NAMES:
+        raw = client.get(LAST_SUCCESS + name)
+        when = "never" if raw is None else (
+            time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(raw))))  # fmt: skip
+        lines.append(f"  {name:<32} {when}")
+    return lines

@@ -1,0 +1,24 @@
+"""How Intercom and Sanity sign webhooks: used to verify them (receiver) and to send them
+(the sandbox's fake Sanity, ``send-test-webhook``, tests and benchmarks)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+
+
+def intercom_signature(secret: str, body: bytes) -> str:
+    """The ``X-Hub-Signature`` value Intercom sends for ``body``."""
+    return "sha1=" + hmac.new(secret.encode(), body, hashlib.sha1).hexdigest()
+
+
+def sanity_signature(secret: str, timestamp_ms: int, body: bytes) -> str:
+    """The ``v1`` value: base64url without padding of HMAC-SHA256(secret, ``"<t>.<body>"``)."""
+    mac = hmac.new(secret.encode(), str(timestamp_ms).encode() + b"." + body, hashlib.sha256)
+    return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
+
+
+def sanity_signature_header(secret: str, timestamp_ms: int, body: bytes) -> str:
+    """The whole ``sanity-webhook-signature`` header, as ``@sanity/webhook`` encodes it."""
+    return f"t={timestamp_ms},v1={sanity_signature(secret, timestamp_ms, body)}"
