@@ -56,7 +56,7 @@ from workers.errors import (
     ValidationFailed,
 )
 from workers.intercom import IntercomClient
-from workers.locks import exclusive, single_flight
+from workers.locks import acquire, exclusive, new_lock, single_flight
 from workers.logs import log_event
 from workers.services import Services
 from workers.settings import Settings
@@ -341,8 +341,8 @@ def refresh_stale_contacts(services: Services, *, per_page: int = 150,
         log_event(logger, "refresh.skipped", reason="enrichment is off",
                   missing=settings.missing("enrichment"))  # fmt: skip
         return RefreshOutcome(since=0, skipped="enrichment is off")
-    lock = client.lock(REFRESH_LOCK, timeout=settings.TASK_TIME_LIMIT + 60)
-    if not lock.acquire(blocking=False):
+    lock = new_lock(client, REFRESH_LOCK, seconds=settings.TASK_TIME_LIMIT + 60)
+    if not acquire(lock, blocking=False):
         log_event(logger, "refresh.skipped", reason="another pass is running")
         return RefreshOutcome(since=0, skipped="another pass is running")
     try:

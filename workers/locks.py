@@ -8,11 +8,13 @@ object: a conversation, a contact, an article's translation group).
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import TypeVar
 
 import redis
+import redis.lock
 from redis.exceptions import LockError
 
 from workers.errors import TransientServiceError
@@ -22,6 +24,45 @@ T = TypeVar("T")
 LOCK_SECONDS = 30.0  # longer than one Intercom call incl. budget wait, short enough after a crash
 WAIT_SECONDS = 40.0  # a waiter gives up (and the job retries) only if the holder is stuck
 JOB_LOCK_SECONDS = 90.0  # one whole job (several calls, each maybe waiting for budget)
+JOB_WAIT_SECONDS = 5.0  # the holder usually finishes in well under a second; then retry later
+RELEASE_SECONDS = 3.0  # how long a release rides out a Redis restart before giving up
+
+
+class Lock(redis.lock.Lock):
+    """redis-py's token lock, made safe to acquire across a lost answer.
+
+    Why: redis-py re-sends a command whose connection broke (a Redis restart), so a ``SET NX``
+    that landed before its answer was lost comes back "taken" -- by this very holder, which
+    would then wait for its own lock until it expires. A key that already holds this
+    acquisition's token is ours.
+    """
+
+    def do_acquire(self, token: bytes) -> bool:  # type: ignore[override]
+        return bool(super().do_acquire(token)) or self.redis.get(self.name) == token
+
+
+def new_lock(
+    client: redis.Redis, lock_key: str, *, seconds: float, wait: float | None = None
+) -> Lock:
+    """A :class:`Lock` on ``lock_key`` that expires after ``seconds``; ``acquire`` waits
+    ``wait`` seconds at most."""
+    return client.lock(lock_key, timeout=seconds, blocking_timeout=wait, lock_class=Lock)
+
+
+def acquire(lock: Lock, *, blocking: bool) -> bool:
+    """Acquire ``lock``; if Redis fails mid-way, take back a ``SET`` that may have landed.
+
+    Why: an acquisition that raises may still have stored its token (the answer, not the
+    command, was lost), and nobody would release that lock before it expires.
+    """
+    token = uuid.uuid4().hex.encode()
+    try:
+        return bool(lock.acquire(blocking=blocking, token=token))
+    except (redis.ConnectionError, redis.TimeoutError):
+        lock.local.token = token
+        with suppress(redis.RedisError):
+            release(lock)
+        raise
 
 
 def single_flight(
@@ -50,14 +91,13 @@ def single_flight(
         value = ready()
         if value is not None:
             return value
-        lock = client.lock(lock_key, timeout=lock_seconds)
-        if lock.acquire(blocking=False):
+        lock = new_lock(client, lock_key, seconds=lock_seconds)
+        if acquire(lock, blocking=False):
             try:
                 value = ready()  # filled between our miss and our lock
                 return value if value is not None else produce()
             finally:
-                with suppress(LockError):  # expired under us: someone else may hold it now
-                    lock.release()
+                release(lock)
         if time.monotonic() >= deadline:
             raise TransientServiceError(
                 f"waited {wait_seconds:.0f}s for another worker to create {what}",
@@ -73,7 +113,7 @@ def exclusive(
     *,
     what: str,
     lock_seconds: float = JOB_LOCK_SECONDS,
-    wait_seconds: float = JOB_LOCK_SECONDS,
+    wait_seconds: float = JOB_WAIT_SECONDS,
 ) -> Iterator[None]:
     """Run the block in one process at a time for one object (a conversation, a contact).
 
@@ -81,15 +121,42 @@ def exclusive(
     retry, ``created`` then ``replied`` a second apart, a webhook and the nightly refresh) would
     both see the old state and both write. Serialised, the second sees the first's writes and
     sends nothing. If the lock expires under a very slow job, the worst case is that repeated
-    write again, never a wrong state. Waiting longer than ``wait_seconds`` is a transient error.
+    write again, never a wrong state. A waiter gives up after ``wait_seconds`` with a transient
+    error, so the job comes back after a backoff instead of holding a pool process (and its
+    time limit) while a stale lock runs out.
     """
-    lock = client.lock(lock_key, timeout=lock_seconds, blocking_timeout=wait_seconds)
-    if not lock.acquire():
+    lock = new_lock(client, lock_key, seconds=lock_seconds, wait=wait_seconds)
+    if not acquire(lock, blocking=True):
         raise TransientServiceError(
             f"{what} is being processed by another job", service="intercom-sync"
         )
     try:
         yield
     finally:
-        with suppress(LockError):
+        release(lock)
+
+
+def release(
+    lock: redis.lock.Lock,
+    *,
+    within: float = RELEASE_SECONDS,
+    poll: float = 0.25,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Release ``lock``, retrying for ``within`` seconds while Redis cannot be reached.
+
+    Why: a lock left behind by a Redis restart blocks every later job for its object until it
+    expires (a minute or more); riding out the few seconds a restart takes frees it at once.
+    A lock that expired under us (someone else may hold it now) is left alone.
+    """
+    deadline = time.monotonic() + within
+    while True:
+        try:
             lock.release()
+            return
+        except LockError:
+            return
+        except (redis.ConnectionError, redis.TimeoutError):
+            if time.monotonic() >= deadline:
+                raise
+            sleep(poll)

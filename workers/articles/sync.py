@@ -100,7 +100,6 @@ class ArticleSync:
             store_key("lock", group_key),
             what=f"article group {group_key}",
             lock_seconds=self.settings.TASK_TIME_LIMIT + 60,
-            wait_seconds=5.0,
         )
 
     def mapping(self, snapshot: Snapshot, record: GroupRecord) -> str | None:

@@ -1,0 +1,145 @@
+"""The shared Redis locks: bounded waits and releases that survive a Redis restart."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import fakeredis
+import pytest
+import redis
+
+from workers.errors import TransientServiceError
+from workers.locks import acquire, exclusive, new_lock, release, single_flight
+
+
+@pytest.fixture
+def client() -> redis.Redis:
+    return fakeredis.FakeRedis()
+
+
+def test_exclusive_gives_up_quickly_while_another_job_holds_the_object(
+    client: redis.Redis,
+) -> None:
+    holder = client.lock("lock:conversation:1", timeout=60)
+    assert holder.acquire(blocking=False)
+    started = time.monotonic()
+    busy = exclusive(client, "lock:conversation:1", what="conversation 1", wait_seconds=0.5)
+    with pytest.raises(TransientServiceError, match="conversation 1 is being processed"), busy:
+        pytest.fail("ran while another job held the lock")
+    waited = time.monotonic() - started
+    assert 0.3 <= waited < 5, waited  # bounded: the pool process is handed back, the job retries
+
+
+def test_exclusive_runs_once_the_holder_releases_and_frees_the_lock_after(
+    client: redis.Redis,
+) -> None:
+    holder = client.lock("lock:contact:7", timeout=60, thread_local=False)
+    assert holder.acquire(blocking=False)
+    threading.Timer(0.2, holder.release).start()
+    ran = []
+    with exclusive(client, "lock:contact:7", what="contact 7", wait_seconds=3):
+        ran.append(client.get("lock:contact:7") is not None)
+    assert ran == [True]
+    assert client.get("lock:contact:7") is None
+
+
+class FlakyLock:
+    """A lock whose release meets a Redis that is down for the first ``failures`` attempts."""
+
+    def __init__(self, failures: int, error: Exception) -> None:
+        self.failures = failures
+        self.error = error
+        self.attempts = 0
+
+    def release(self) -> None:
+        self.attempts += 1
+        if self.attempts <= self.failures:
+            raise self.error
+
+
+def test_release_rides_out_a_redis_restart() -> None:
+    lock = FlakyLock(failures=3, error=redis.ConnectionError("Connection refused"))
+    naps: list[float] = []
+    release(lock, within=5, poll=0.01, sleep=naps.append)  # type: ignore[arg-type]
+    assert lock.attempts == 4
+    assert naps == [0.01, 0.01, 0.01]
+
+
+def test_release_gives_up_on_a_redis_that_stays_down() -> None:
+    lock = FlakyLock(failures=10**6, error=redis.TimeoutError("Timeout"))
+    with pytest.raises(redis.TimeoutError):
+        release(lock, within=0.05, poll=0.01)  # type: ignore[arg-type]
+    assert lock.attempts >= 2
+
+
+def test_release_leaves_a_lock_that_expired_under_its_holder(client: redis.Redis) -> None:
+    mine = client.lock("lock:tag", timeout=60)
+    assert mine.acquire(blocking=False)
+    client.delete("lock:tag")  # expired ...
+    theirs = client.lock("lock:tag", timeout=60)
+    assert theirs.acquire(blocking=False)  # ... and another job took it
+    release(mine)
+    assert client.get("lock:tag") is not None  # still theirs
+
+
+def test_single_flight_produces_once_for_many_concurrent_callers(client: redis.Redis) -> None:
+    produced: list[int] = []
+
+    def produce() -> str:
+        produced.append(1)
+        time.sleep(0.1)
+        client.set("tag:billing", "42")
+        return "42"
+
+    def ready() -> str | None:
+        value = client.get("tag:billing")
+        return value.decode() if value else None
+
+    results: list[str] = []
+    threads = [
+        threading.Thread(
+            target=lambda: results.append(
+                single_flight(client, "lock:tag:billing", ready, produce, what="tag", poll=0.01)
+            )
+        )
+        for _ in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == ["42"] * 8
+    assert produced == [1]
+
+
+def test_a_set_re_sent_after_its_answer_was_lost_finds_its_own_token(
+    client: redis.Redis,
+) -> None:
+    lock = new_lock(client, "lock:conversation:2", seconds=60)
+    client.set("lock:conversation:2", b"mine")  # the first SET landed; its answer did not
+    assert lock.do_acquire(b"mine")  # redis-py's re-sent SET NX: still ours
+    assert not lock.do_acquire(b"another holder")
+
+
+class AnswerLost(fakeredis.FakeRedis):
+    """A Redis that runs the first ``SET`` and then drops the connection before answering."""
+
+    lost = 0
+
+    def set(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        result = super().set(*args, **kwargs)
+        if not self.lost:
+            self.lost += 1
+            raise redis.ConnectionError("Connection closed by server.")
+        return result
+
+
+def test_an_acquisition_that_fails_mid_way_takes_back_what_it_stored() -> None:
+    client = AnswerLost()
+    lock = new_lock(client, "lock:contact:3", seconds=60)
+    with pytest.raises(redis.ConnectionError):
+        acquire(lock, blocking=False)
+    assert client.get("lock:contact:3") is None  # not left to block the job's retry
+    with exclusive(client, "lock:contact:3", what="contact 3", wait_seconds=0.2):
+        assert client.get("lock:contact:3") is not None
