@@ -149,10 +149,14 @@ def release(
     expires (a minute or more); riding out the few seconds a restart takes frees it at once.
     A lock that expired under us (someone else may hold it now) is left alone.
     """
+    token = lock.local.token
+    if token is None:
+        return
+    lock.local.token = None  # as redis-py's own release does: this holder is done with it
     deadline = time.monotonic() + within
     while True:
         try:
-            lock.release()
+            lock.do_release(token)
             return
         except LockError:
             return

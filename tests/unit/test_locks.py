@@ -44,33 +44,50 @@ def test_exclusive_runs_once_the_holder_releases_and_frees_the_lock_after(
     assert client.get("lock:contact:7") is None
 
 
-class FlakyLock:
-    """A lock whose release meets a Redis that is down for the first ``failures`` attempts."""
+class Restarting(fakeredis.FakeRedis):
+    """A Redis whose scripts meet a closed port for the next ``down`` calls (a restart)."""
 
-    def __init__(self, failures: int, error: Exception) -> None:
-        self.failures = failures
-        self.error = error
-        self.attempts = 0
+    down = 0
+    refused = 0
 
-    def release(self) -> None:
-        self.attempts += 1
-        if self.attempts <= self.failures:
-            raise self.error
+    def evalsha(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if self.down:
+            self.down -= 1
+            self.refused += 1
+            raise redis.ConnectionError("Error 111 connecting. Connection refused.")
+        return super().evalsha(*args, **kwargs)
 
 
 def test_release_rides_out_a_redis_restart() -> None:
-    lock = FlakyLock(failures=3, error=redis.ConnectionError("Connection refused"))
+    client = Restarting()
+    lock = new_lock(client, "lock:conversation:9", seconds=60)
+    assert acquire(lock, blocking=False)
+    client.down = 3
     naps: list[float] = []
-    release(lock, within=5, poll=0.01, sleep=naps.append)  # type: ignore[arg-type]
-    assert lock.attempts == 4
+    release(lock, within=5, poll=0.01, sleep=naps.append)
+    assert client.refused == 3
     assert naps == [0.01, 0.01, 0.01]
+    assert client.get("lock:conversation:9") is None  # free for the job's retry at once
+
+
+def test_a_lock_left_by_a_failed_job_is_released_when_redis_returns() -> None:
+    client = Restarting()
+    block = exclusive(client, "lock:contact:4", what="contact 4")
+    with pytest.raises(RuntimeError, match="the job failed"), block:
+        client.down = 2  # Redis goes away while the job runs
+        raise RuntimeError("the job failed")
+    assert client.refused == 2
+    assert client.get("lock:contact:4") is None
 
 
 def test_release_gives_up_on_a_redis_that_stays_down() -> None:
-    lock = FlakyLock(failures=10**6, error=redis.TimeoutError("Timeout"))
-    with pytest.raises(redis.TimeoutError):
-        release(lock, within=0.05, poll=0.01)  # type: ignore[arg-type]
-    assert lock.attempts >= 2
+    client = Restarting()
+    lock = new_lock(client, "lock:conversation:10", seconds=60)
+    assert acquire(lock, blocking=False)
+    client.down = 10**6
+    with pytest.raises(redis.ConnectionError):
+        release(lock, within=0.05, poll=0.01)
+    assert client.refused >= 2
 
 
 def test_release_leaves_a_lock_that_expired_under_its_holder(client: redis.Redis) -> None:
