@@ -112,6 +112,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # in hand get this long to finish, then the rest go back to their queues at once rather
         # than after the visibility timeout. An idle worker exits without waiting.
         "worker_enable_soft_shutdown_on_idle": False,
+        # When the broker connection drops (a Redis restart), jobs in hand run on: each either
+        # finishes or meets the outage itself and is put back (workers/task_base.py), and the
+        # copy kombu restores runs again harmlessly, since every task is idempotent. Killing
+        # them instead would cut Intercom calls off mid-request.
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
         "worker_soft_shutdown_timeout": settings.WORKER_SHUTDOWN_TIMEOUT,
         "include": list(TASK_MODULES),
         "beat_schedule": beat_schedule(settings),
