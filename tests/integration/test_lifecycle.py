@@ -85,7 +85,7 @@ def test_sigterm_puts_a_job_that_outlasts_the_window_back_on_its_queue(
     queue = routing.queue_for(probes.SLEEP)
     with celery_worker(env, concurrency=1, name="first", extra=INCLUDE) as first:
         task_id = enqueuer(real_redis_url, real_redis).enqueue(probes.SLEEP,
-                                                                ("long", 6.0)).task_id  # fmt: skip
+                                                                ("long", 15.0)).task_id  # fmt: skip
         wait_for(lambda: real_redis.llen(started) == 1, 30, "the job to start")
         _code, took = _stop(first, timeout=60)
     assert took < window + 15, took
@@ -134,7 +134,7 @@ def test_sigterm_to_gunicorn_answers_the_webhook_it_is_reading(
     with gunicorn(port, env, workers=1) as web:
         with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
             sock.sendall(head + body[:20])  # the worker is now reading this request's body
-            time.sleep(0.5)
+            time.sleep(2.0)
             web.process.send_signal(signal.SIGTERM)
             wait_for(lambda: "Handling signal: term" in web.output(), 10, "gunicorn's SIGTERM")
             time.sleep(0.5)

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from flask import Flask, Response, request
 
+from tests.conftest import BASE_ENV
 from tests.unit.test_tagging_task import (  # shared fixtures: the fake on a port, fakeredis
     NOTIFICATIONS,
     FakeIntercom,
@@ -221,6 +222,11 @@ def test_a_merged_contact_is_a_logged_no_op_not_a_dead_letter(
     fake, file_services, redis_fake, monkeypatch, caplog, status
 ) -> None:
     from workers.tasks import contacts as contact_tasks
+
+    # The task belongs to the process-wide Celery app, which reads its settings from the
+    # environment when first used: give it the test settings' environment (nothing is sent).
+    for name, value in BASE_ENV.items():
+        monkeypatch.setenv(name, value)
 
     contact_id = seed_sample_contact(fake)
     if status == 404:
