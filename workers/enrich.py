@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import redis
-from redis.exceptions import LockError
 
 from workers import routing
 from workers.enrichment import (
@@ -56,7 +55,7 @@ from workers.errors import (
     ValidationFailed,
 )
 from workers.intercom import IntercomClient
-from workers.locks import acquire, exclusive, new_lock, single_flight
+from workers.locks import acquire, exclusive, new_lock, release, single_flight
 from workers.logs import log_event
 from workers.services import Services
 from workers.settings import Settings
@@ -348,9 +347,7 @@ def refresh_stale_contacts(services: Services, *, per_page: int = 150,
     try:
         return _refresh_pass(services, per_page, time.time() if now is None else now)
     finally:
-        try:
-            lock.release()
-        except LockError:
+        if not release(lock):
             log_event(logger, "refresh.lock_lost", logging.WARNING)
 
 

@@ -142,8 +142,9 @@ def release(
     within: float = RELEASE_SECONDS,
     poll: float = 0.25,
     sleep: Callable[[float], None] = time.sleep,
-) -> None:
-    """Release ``lock``, retrying for ``within`` seconds while Redis cannot be reached.
+) -> bool:
+    """Release ``lock``, retrying for ``within`` seconds while Redis cannot be reached; False
+    when it was no longer ours.
 
     Why: a lock left behind by a Redis restart blocks every later job for its object until it
     expires (a minute or more); riding out the few seconds a restart takes frees it at once.
@@ -151,15 +152,15 @@ def release(
     """
     token = lock.local.token
     if token is None:
-        return
+        return False
     lock.local.token = None  # as redis-py's own release does: this holder is done with it
     deadline = time.monotonic() + within
     while True:
         try:
             lock.do_release(token)
-            return
+            return True
         except LockError:
-            return
+            return False
         except (redis.ConnectionError, redis.TimeoutError):
             if time.monotonic() >= deadline:
                 raise

@@ -396,3 +396,24 @@ def test_a_second_refresh_while_one_runs_is_skipped(fake, redis_fake) -> None:
     redis_fake.set(REFRESH_LOCK, "someone")
     assert refresh_stale_contacts(services).skipped == "another pass is running"
     assert fake.total() == 0
+
+
+def test_a_refresh_whose_lock_expired_under_it_says_so_and_spares_the_new_holder(
+    fake, redis_fake, monkeypatch, caplog
+) -> None:
+    from workers import enrich
+    from workers.enrich import REFRESH_LOCK
+
+    services = services_for(fake, redis_fake)
+    real_pass = enrich._refresh_pass
+
+    def slow_pass(*args: Any, **kwargs: Any) -> Any:
+        outcome = real_pass(*args, **kwargs)
+        redis_fake.set(REFRESH_LOCK, "the next pass")  # ours expired; another pass took it
+        return outcome
+
+    monkeypatch.setattr(enrich, "_refresh_pass", slow_pass)
+    caplog.set_level(logging.INFO)
+    assert refresh_stale_contacts(services, now=1_800_000_000).complete
+    assert [r for r in caplog.records if r.getMessage() == "refresh.lock_lost"]
+    assert redis_fake.get(REFRESH_LOCK) == b"the next pass"

@@ -64,7 +64,7 @@ def test_release_rides_out_a_redis_restart() -> None:
     assert acquire(lock, blocking=False)
     client.down = 3
     naps: list[float] = []
-    release(lock, within=5, poll=0.01, sleep=naps.append)
+    assert release(lock, within=5, poll=0.01, sleep=naps.append)
     assert client.refused == 3
     assert naps == [0.01, 0.01, 0.01]
     assert client.get("lock:conversation:9") is None  # free for the job's retry at once
@@ -96,7 +96,7 @@ def test_release_leaves_a_lock_that_expired_under_its_holder(client: redis.Redis
     client.delete("lock:tag")  # expired ...
     theirs = client.lock("lock:tag", timeout=60)
     assert theirs.acquire(blocking=False)  # ... and another job took it
-    release(mine)
+    assert not release(mine)  # reported: the holder learns it lost the lock
     assert client.get("lock:tag") is not None  # still theirs
 
 
