@@ -19,8 +19,8 @@ from werkzeug.exceptions import HTTPException
 from app.health import bp as health_bp
 from app.state import ReceiverState
 from app.webhooks import bp as webhooks_bp
-from workers.logs import configure_logging, log_event
-from workers.observability import init_sentry
+from workers.jobs.logs import configure_logging, log_event
+from workers.jobs.observability import init_sentry
 from workers.settings import Settings, get_settings
 
 logger = logging.getLogger("intercom_sync.receiver")
@@ -39,7 +39,7 @@ def create_app(
         configure_logging(settings.LOG_LEVEL, settings.LOG_FORMAT)
         init_sentry(settings, component="receiver")
     if celery_app is None:
-        from workers.celery_app import celery as celery_app
+        from workers.jobs.celery_app import celery as celery_app
     flask_app = Flask(__name__)
     # Werkzeug refuses a larger body (by Content-Length or while streaming) with a 413.
     flask_app.config["MAX_CONTENT_LENGTH"] = settings.WEBHOOK_MAX_BODY_BYTES

@@ -12,8 +12,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from workers.jobs.signing import intercom_signature, sanity_signature, sanity_signature_header
 from workers.settings import Secret
-from workers.signing import intercom_signature, sanity_signature, sanity_signature_header
 
 __all__ = [
     "SanityVerdict",

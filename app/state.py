@@ -12,7 +12,7 @@ from collections.abc import Callable
 import redis
 from celery import Celery
 
-from workers.enqueue import Enqueuer
+from workers.jobs.enqueue import Enqueuer
 from workers.settings import Settings
 
 

@@ -19,8 +19,8 @@ from marshmallow import ValidationError
 from app.schemas import SANITY_ID, IntercomNotification, SanityBody, first_error
 from app.signatures import verify_intercom, verify_sanity
 from app.state import ReceiverState
-from workers import routing
-from workers.logs import log_event
+from workers.jobs import routing
+from workers.jobs.logs import log_event
 
 logger = logging.getLogger("intercom_sync.receiver")
 

@@ -65,7 +65,7 @@ from bench.common import (
     tree,
 )
 from tests.unit.test_articles_harness import article_doc
-from workers import routing
+from workers.jobs import routing
 from workers.sandbox.samples import SAMPLE_RULES
 
 DEFAULT_BUDGET_PER_MINUTE = 9000  # the project's default INTERCOM_RATE_LIMIT_PER_MINUTE

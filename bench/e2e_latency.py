@@ -57,7 +57,7 @@ from bench.common import (
     table,
 )
 from tests.unit.test_articles_harness import article_doc
-from workers import routing
+from workers.jobs import routing
 
 INTERCOM_BUDGET_PER_WINDOW = 1666  # Intercom's own: 10,000 a minute in 10-second windows
 

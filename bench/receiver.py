@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from app.signatures import intercom_signature, sanity_signature_header
 from tests.processes import deployment_command
-from workers.embedded_redis import EmbeddedRedis, free_port
+from workers.ops.embedded_redis import EmbeddedRedis, free_port
 
 SANITY_SECRET = "bench-sanity-secret"
 INTERCOM_SECRET = "bench-intercom-secret"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from workers.embedded_redis import EmbeddedRedis
+from workers.ops.embedded_redis import EmbeddedRedis
 from workers.settings import Settings, load_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -10,9 +10,9 @@ import redis
 from celery import Celery
 
 from tests.conftest import make_settings
-from workers import routing
-from workers.celery_app import configure_celery
-from workers.enqueue import Enqueuer
+from workers.jobs import routing
+from workers.jobs.celery_app import configure_celery
+from workers.jobs.enqueue import Enqueuer
 
 
 def queued_jobs(client: redis.Redis, queue: str | None = None) -> list[tuple[str, list[Any]]]:

@@ -5,7 +5,7 @@ domain tasks are (``SyncTask`` base, ``run_with_policy`` around a plain logic fu
 process's ``get_services()``), so what the integration tests observe is the project's own retry
 policy, dead-letter store, redelivery guard, limiter and Intercom client.
 
-Their names live under ``maintenance.`` so that ``workers.routing.queue_for`` routes them: the
+Their names live under ``maintenance.`` so that ``workers.jobs.routing.queue_for`` routes them: the
 tests enqueue them with the project's ``Enqueuer``, and ``intercom-sync dlq replay`` can put a
 parked probe back on its queue as it does for a domain task.
 
@@ -23,9 +23,9 @@ from typing import Any
 
 from celery import Task
 
-from workers.celery_app import celery
-from workers.services import get_services
-from workers.task_base import SyncTask, run_with_policy
+from workers.clients.services import get_services
+from workers.jobs.celery_app import celery
+from workers.tasks.base import SyncTask, run_with_policy
 
 PREFIX = "probe:"
 

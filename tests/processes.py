@@ -18,7 +18,7 @@ from typing import Any
 import requests
 
 from tests.conftest import REPO_ROOT
-from workers.processes import PROCESSES
+from workers.ops.processes import PROCESSES
 
 BIN = Path(sys.executable).parent
 

@@ -1,6 +1,6 @@
 """The Celery side of intercom-sync: ``celery -A workers worker`` finds the app handle here."""
 
-from workers.celery_app import celery
+from workers.jobs.celery_app import celery
 
 app = celery
 

@@ -21,7 +21,7 @@ import sys
 from typing import Any
 
 from workers.articles import sync
-from workers.task_base import SyncTask
+from workers.tasks.base import SyncTask
 
 GUARD = os.environ.get("FAULTS_BROKEN_GUARD", "")
 GUARDS = ("adoption", "requeue")

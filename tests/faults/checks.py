@@ -30,9 +30,9 @@ from typing import Any
 
 import redis
 
-from workers import routing
 from workers.articles.store import key as article_key
-from workers.dead_letters import DeadLetters
+from workers.jobs import routing
+from workers.jobs.dead_letters import DeadLetters
 from workers.sandbox.fake_intercom import FakeIntercomState
 from workers.sandbox.fake_sanity import FakeSanityState
 

@@ -38,8 +38,8 @@ from tests.unit.test_articles_harness import (
     article_doc,
     block,
 )
-from workers import routing
-from workers.embedded_redis import free_port
+from workers.jobs import routing
+from workers.ops.embedded_redis import free_port
 from workers.sandbox import fake_intercom, fake_sanity
 from workers.sandbox.samples import sample_notification
 

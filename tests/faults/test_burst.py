@@ -24,7 +24,7 @@ import pytest
 from tests.faults.harness import BOTH, Sender, World, fault_stack
 from tests.faults.test_worker_kill import run_seed
 from tests.jobs import queued_jobs
-from workers import routing
+from workers.jobs import routing
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 

@@ -13,12 +13,12 @@ from celery import Celery
 
 from tests.conftest import make_settings
 from tests.faults.checks import UNACKED, Expected, ExpectedArticle, check
-from workers import routing
 from workers.articles.store import key as article_key
-from workers.celery_app import configure_celery
-from workers.dead_letters import DeadLetters
-from workers.enqueue import Enqueuer
-from workers.errors import ValidationFailed
+from workers.jobs import routing
+from workers.jobs.celery_app import configure_celery
+from workers.jobs.dead_letters import DeadLetters
+from workers.jobs.enqueue import Enqueuer
+from workers.jobs.errors import ValidationFailed
 from workers.sandbox.fake_intercom import FakeIntercomState
 from workers.sandbox.fake_sanity import FakeSanityState
 

@@ -23,8 +23,8 @@ from tests.faults.checks import Expected
 from tests.faults.harness import Sender, World, fault_stack, wait_until
 from tests.faults.test_worker_kill import run_seed
 from tests.processes import BIN, base_env
-from workers import routing
-from workers.dead_letters import DeadLetters
+from workers.jobs import routing
+from workers.jobs.dead_letters import DeadLetters
 from workers.sandbox.fake_intercom import FakeIntercomState
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]

@@ -23,9 +23,9 @@ from celery.exceptions import Reject, Retry
 from kombu.exceptions import OperationalError
 
 from tests.conftest import make_settings
-from workers import errors
-from workers.services import Services
-from workers.task_base import SyncTask, run_with_policy
+from workers.clients.services import Services
+from workers.jobs import errors
+from workers.tasks.base import SyncTask, run_with_policy
 
 pytestmark = pytest.mark.faults
 

@@ -27,7 +27,7 @@ from tests.faults.harness import (
     wait_until,
 )
 from tests.faults.test_worker_kill import run_seed
-from workers.embedded_redis import EmbeddedRedis
+from workers.ops.embedded_redis import EmbeddedRedis
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 

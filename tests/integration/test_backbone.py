@@ -26,7 +26,7 @@ from tests import probe_tasks as probes
 from tests.conftest import REPO_ROOT, SHARED
 from tests.jobs import enqueuer
 from tests.processes import BIN, Proc, base_env, celery_worker, probe_env, wait_for
-from workers.dead_letters import DeadLetters
+from workers.jobs.dead_letters import DeadLetters
 from workers.sandbox.fake_intercom import (
     DEFAULT_TOKEN,
     STATE_EXTENSION,

@@ -15,7 +15,7 @@ import requests
 
 from tests.conftest import REPO_ROOT
 from tests.processes import wait_for
-from workers.embedded_redis import free_port
+from workers.ops.embedded_redis import free_port
 
 pytestmark = pytest.mark.integration
 

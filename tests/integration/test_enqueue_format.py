@@ -8,8 +8,8 @@ import redis
 from celery import Celery
 
 from tests.conftest import make_settings
-from workers.celery_app import configure_celery
-from workers.enqueue import Enqueuer
+from workers.jobs.celery_app import configure_celery
+from workers.jobs.enqueue import Enqueuer
 
 
 def test_message_matches_celery_send_task(real_redis: redis.Redis, real_redis_url: str) -> None:

@@ -11,7 +11,7 @@ import requests
 from app.signatures import intercom_signature, sanity_signature_header
 from tests.conftest import VECTORS
 from tests.processes import base_env, celery_worker, gunicorn, wait_for
-from workers.embedded_redis import free_port
+from workers.ops.embedded_redis import free_port
 
 pytestmark = pytest.mark.integration
 

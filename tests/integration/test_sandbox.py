@@ -18,7 +18,7 @@ import requests
 
 from tests.conftest import REPO_ROOT
 from tests.processes import wait_for
-from workers.embedded_redis import free_port
+from workers.ops.embedded_redis import free_port
 from workers.sandbox.samples import SAMPLE_CONTACT_ID, SAMPLE_CONVERSATION_ID
 
 pytestmark = pytest.mark.integration

@@ -26,12 +26,12 @@ from tests.conftest import REPO_ROOT, VECTORS
 from tests.processes import base_env, celery_worker, wait_for
 from tests.unit.test_enrich_task import ENRICHMENT, SECRET_VALUES, enqueued_contact_ids
 from tests.unit.test_tagging_task import ADMIN_ID, FakeIntercom, services_for
-from workers import routing
-from workers.enrich import WATERMARK_KEY, refresh_stale_contacts
-from workers.errors import RateLimited
+from workers.contacts.enrich import WATERMARK_KEY, refresh_stale_contacts
+from workers.jobs import routing
+from workers.jobs.errors import RateLimited
 from workers.sandbox.fake_intercom import DEFAULT_TOKEN
 from workers.sandbox.server import BackgroundServer
-from workers.task_base import decide
+from workers.tasks.base import decide
 
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent

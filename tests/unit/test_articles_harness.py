@@ -18,10 +18,10 @@ from celery import Celery
 from tests.conftest import SHARED, make_settings
 from tests.jobs import queued_jobs
 from workers.articles.sync import Result, delete_document, sync_document
-from workers.celery_app import configure_celery
+from workers.clients.services import Services
+from workers.jobs.celery_app import configure_celery
 from workers.sandbox import fake_intercom, fake_sanity
 from workers.sandbox.server import BackgroundServer
-from workers.services import Services
 
 OPENAPI = SHARED / "intercom-openapi" / "api.intercom.io.2.14.yaml"
 AUTHOR_ID = "1295"  # the fake Intercom's admin

@@ -17,10 +17,10 @@ from tests.unit.test_articles_harness import (  # noqa: F401 (fixtures)
     harness,
     translation_group,
 )
-from workers import cli
 from workers.articles import queries
 from workers.articles.backfill import parse_since, run_backfill
 from workers.articles.reconcile import reconcile
+from workers.ops import cli
 from workers.settings import get_settings
 
 JAN, MAR = 1_735_689_600.0, 1_740_787_200.0  # 2025-01-01, 2025-03-01 (UTC)

@@ -26,8 +26,8 @@ from tests.unit.test_articles_harness import (  # noqa: F401 (fixtures)
 from workers.articles.content import ArticleInvalid
 from workers.articles.store import ArticleStore, key
 from workers.articles.sync import ArticleSync, sync_document
-from workers.errors import ConnectionFailed, RateLimited, ServerError
-from workers.intercom import IntercomClient
+from workers.clients.intercom import IntercomClient
+from workers.jobs.errors import ConnectionFailed, RateLimited, ServerError
 
 PUT = "PUT /articles/{article_id}"
 POST = "POST /articles"

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO_ROOT, make_settings
-from workers import routing
-from workers.celery_app import celery_config
-from workers.processes import PROCESSES
+from workers.jobs import routing
+from workers.jobs.celery_app import celery_config
+from workers.ops.processes import PROCESSES
 
 
 def test_late_acks_single_prefetch_and_requeue_on_lost_worker() -> None:

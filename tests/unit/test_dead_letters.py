@@ -12,11 +12,11 @@ from celery import Celery
 
 from tests.conftest import make_settings
 from tests.jobs import queued_jobs
-from workers import dead_letters as dl
-from workers import errors
-from workers.celery_app import configure_celery
-from workers.dead_letters import DeadLetters, entry_id, replay_transient
-from workers.enqueue import Enqueuer
+from workers.jobs import dead_letters as dl
+from workers.jobs import errors
+from workers.jobs.celery_app import configure_celery
+from workers.jobs.dead_letters import DeadLetters, entry_id, replay_transient
+from workers.jobs.enqueue import Enqueuer
 
 T0 = 1_763_712_000.0
 

@@ -10,7 +10,7 @@ import jsonschema
 import yaml
 
 from tests.conftest import REPO_ROOT, SHARED
-from workers.processes import PROCESSES
+from workers.ops.processes import PROCESSES
 from workers.settings import Settings
 
 

@@ -29,8 +29,7 @@ from tests.unit.test_tagging_task import (  # shared fixtures: the fake on a por
     redis_fake,
     services_for,
 )
-from workers import errors, routing
-from workers.enrich import (
+from workers.contacts.enrich import (
     ATTRIBUTES_KEY,
     PROGRESS_KEY,
     WATERMARK_KEY,
@@ -38,8 +37,9 @@ from workers.enrich import (
     enrich_contact,
     refresh_stale_contacts,
 )
+from workers.jobs import errors, routing
 from workers.sandbox.server import BackgroundServer
-from workers.task_base import LAST_SUCCESS, decide, run_with_policy
+from workers.tasks.base import LAST_SUCCESS, decide, run_with_policy
 
 __all__ = ["fake", "redis_fake"]  # fixtures re-used from test_tagging_task
 
@@ -390,7 +390,7 @@ def test_refresh_without_a_watermark_looks_back_one_day(fake, redis_fake) -> Non
 
 
 def test_a_second_refresh_while_one_runs_is_skipped(fake, redis_fake) -> None:
-    from workers.enrich import REFRESH_LOCK
+    from workers.contacts.enrich import REFRESH_LOCK
 
     services = services_for(fake, redis_fake)
     redis_fake.set(REFRESH_LOCK, "someone")
@@ -401,8 +401,8 @@ def test_a_second_refresh_while_one_runs_is_skipped(fake, redis_fake) -> None:
 def test_a_refresh_whose_lock_expired_under_it_says_so_and_spares_the_new_holder(
     fake, redis_fake, monkeypatch, caplog
 ) -> None:
-    from workers import enrich
-    from workers.enrich import REFRESH_LOCK
+    from workers.contacts import enrich
+    from workers.contacts.enrich import REFRESH_LOCK
 
     services = services_for(fake, redis_fake)
     real_pass = enrich._refresh_pass

@@ -17,7 +17,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from workers.enrichment import (
+from workers.contacts import (
     DEFAULT_DENY,
     EmailDomainSource,
     EnrichmentResult,
@@ -36,7 +36,7 @@ from workers.enrichment import (
     register_source,
     value_data_type,
 )
-from workers.enrichment import sources as sources_module
+from workers.contacts import sources as sources_module
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 NOTIFICATIONS = SHARED / "vectors" / "intercom-notifications"
@@ -334,7 +334,7 @@ class StaticSource:
 
 
 def test_build_sources_switches_off_sources_without_settings(caplog):
-    with caplog.at_level(logging.INFO, logger="workers.enrichment"):
+    with caplog.at_level(logging.INFO, logger="workers.contacts"):
         built = build_sources("http,file,email_domain", {})
     assert [s.name for s in built] == ["email_domain"]
     messages = [r.getMessage() for r in caplog.records]

@@ -21,12 +21,12 @@ import requests
 import responses
 
 from tests.conftest import SHARED
-from workers import errors
-from workers.http import JsonApi, safe_id
-from workers.intercom import IntercomClient, gone
-from workers.ratelimit import RateLimiter
+from workers.clients.http import JsonApi, safe_id
+from workers.clients.intercom import IntercomClient, gone
+from workers.clients.sanity import SanityClient
+from workers.jobs import errors
+from workers.jobs.ratelimit import RateLimiter
 from workers.sandbox.openapi_check import get_checker
-from workers.sanity import SanityClient
 
 BASE = "https://api.intercom.test"
 TOKEN = "tok_unit_7f3a9c"

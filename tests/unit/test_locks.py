@@ -9,8 +9,8 @@ import fakeredis
 import pytest
 import redis
 
-from workers.errors import TransientServiceError
-from workers.locks import acquire, exclusive, new_lock, release, single_flight
+from workers.jobs.errors import TransientServiceError
+from workers.jobs.locks import acquire, exclusive, new_lock, release, single_flight
 
 
 @pytest.fixture

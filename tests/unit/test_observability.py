@@ -9,8 +9,8 @@ from unittest import mock
 import pytest
 
 from tests.conftest import make_settings
-from workers import observability
-from workers.observability import init_sentry, scrub_event
+from workers.jobs import observability
+from workers.jobs.observability import init_sentry, scrub_event
 
 TOKEN = "dG9rOmFiY2RlZjEyMzQ1Njc4OTA="  # an Intercom-style base64 access token
 SECRETS = (TOKEN, "whsec_9f8e7d6c5b4a", "sk_sanity_abcdef", "hunter2-password",
@@ -28,12 +28,12 @@ def realistic_event() -> dict[str, Any]:
         "tags": {"celery_task_id": "b1d3-task", "component": "worker"},
         "exception": {"values": [{
             "type": "ValidationFailed",
-            "module": "workers.errors",
+            "module": "workers.jobs.errors",
             "value": (f"intercom PUT /contacts/c1: 400 parameter_invalid: jane.doe@example.com "
                       f"is taken; Authorization: Bearer {TOKEN}; token={TOKEN}"),
             "mechanism": {"type": "celery", "handled": False},
             "stacktrace": {"frames": [{
-                "filename": "workers/http.py", "function": "call", "lineno": 97,
+                "filename": "workers/clients/http.py", "function": "call", "lineno": 97,
                 "context_line": "raise self.error_for(method, path, response, request_id)",
                 "vars": {"token": TOKEN, "headers": {"Authorization": f"Bearer {TOKEN}"},
                          "email": "jane.doe@example.com", "contact_id": "c1"},
@@ -101,8 +101,9 @@ def test_scrub_event_keeps_what_makes_the_event_useful() -> None:
     assert value["value"].startswith("intercom PUT /contacts/c1: 400 parameter_invalid: [email]")
     assert value["mechanism"] == {"type": "celery", "handled": False}
     frame = value["stacktrace"]["frames"][0]
-    assert (frame["filename"], frame["function"], frame["lineno"]) == ("workers/http.py", "call",
-                                                                       97)  # fmt: skip
+    assert (frame["filename"], frame["function"], frame["lineno"]) == (
+        "workers/clients/http.py", "call", 97
+    )
     assert frame["vars"]["contact_id"] == "c1"
     assert scrubbed["transaction"] == "conversations.tag"
     assert scrubbed["tags"] == {"celery_task_id": "b1d3-task", "component": "worker"}

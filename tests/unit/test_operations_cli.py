@@ -1,7 +1,7 @@
 """``intercom-sync status``, ``check`` and ``dlq``: the plain functions and the command line.
 
 Redis is fakeredis, Intercom and Sanity are ``responses`` mocks; the command line is driven
-through ``workers.cli.main`` with its services swapped for those, plus a few real subprocesses
+through ``workers.ops.cli.main`` with its services swapped for those, plus a few real subprocesses
 for what only the installed entry point can show (exit codes on bad settings, ``--help``).
 """
 
@@ -24,12 +24,13 @@ from celery import Celery
 
 from tests.conftest import make_settings
 from tests.jobs import queued_jobs
-from workers import cli, errors, routing
-from workers.celery_app import configure_celery
-from workers.operations import Check, run_checks, status_lines
-from workers.services import Services
+from workers.clients.services import Services
+from workers.jobs import errors, routing
+from workers.jobs.celery_app import configure_celery
+from workers.ops import cli
+from workers.ops.operations import Check, run_checks, status_lines
 from workers.settings import Settings
-from workers.task_base import LAST_SUCCESS
+from workers.tasks.base import LAST_SUCCESS
 
 CLI = Path(sys.executable).parent / "intercom-sync"
 INTERCOM = "https://api.eu.intercom.io"

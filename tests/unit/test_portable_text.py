@@ -1,4 +1,4 @@
-"""Tests for workers.portable_text, the Portable Text -> Intercom HTML renderer.
+"""Tests for workers.articles.portable_text, the Portable Text -> Intercom HTML renderer.
 
 Three kinds of expectation:
 
@@ -29,8 +29,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from workers import portable_text as pt
-from workers.portable_text import (
+from workers.articles import portable_text as pt
+from workers.articles.portable_text import (
     BLOCK_RENDERERS,
     MAX_LIST_LEVEL,
     MAX_NESTING_DEPTH,
@@ -47,7 +47,7 @@ from workers.portable_text import (
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "portable_text"
 OPTIONS = RenderOptions(project_id="abc123xy", dataset="production")
 CDN = "https://cdn.sanity.io/images/abc123xy/production/"
-LOGGER = "workers.portable_text"
+LOGGER = "workers.articles.portable_text"
 
 
 # --------------------------------------------------------------------------------------------

@@ -14,8 +14,8 @@ import fakeredis
 import pytest
 from fakeredis.commands_mixins import server_mixin
 
-from workers.errors import RateLimited
-from workers.ratelimit import RateLimiter
+from workers.jobs.errors import RateLimited
+from workers.jobs.ratelimit import RateLimiter
 
 T0 = 1_700_000_000.0  # a multiple of 10: windows are [T0, T0 + 10), [T0 + 10, T0 + 20) ...
 

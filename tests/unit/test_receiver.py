@@ -14,8 +14,8 @@ from app import create_app
 from app.signatures import intercom_signature, sanity_signature_header
 from tests.conftest import VECTORS, load_json, make_settings
 from tests.jobs import queued_jobs
-from workers.celery_app import configure_celery
-from workers.enqueue import DEDUP_PREFIX
+from workers.jobs.celery_app import configure_celery
+from workers.jobs.enqueue import DEDUP_PREFIX
 
 NOW = 1_763_712_000.0
 SANITY_SECRET = "whsec-local-dev"

@@ -15,7 +15,7 @@ from app.schemas import INTERCOM_ID, SANITY_ID
 from app.signatures import intercom_signature, sanity_signature_header
 from tests.conftest import make_settings
 from tests.jobs import queued_jobs
-from workers.celery_app import configure_celery
+from workers.jobs.celery_app import configure_celery
 
 NOW = 1_763_712_000.0
 _settings = make_settings(INTERCOM_CLIENT_SECRET="fuzz-i", SANITY_WEBHOOK_SECRET="fuzz-s")

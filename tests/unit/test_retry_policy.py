@@ -19,10 +19,10 @@ from celery import Celery
 from celery.exceptions import Retry, SoftTimeLimitExceeded
 
 from tests.conftest import make_settings
-from workers import errors
-from workers.dead_letters import DeadLetters
-from workers.services import FeatureOff, Services
-from workers.task_base import (
+from workers.clients.services import FeatureOff, Services
+from workers.jobs import errors
+from workers.jobs.dead_letters import DeadLetters
+from workers.tasks.base import (
     DELIVERIES,
     LAST_SUCCESS,
     RATE_LIMIT_EXTRA_RETRIES,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from workers.rules import (
+from workers.conversations.rules import (
     Assignment,
     MatchContext,
     RulesError,
@@ -551,7 +551,7 @@ def test_catastrophic_regex_times_out_as_no_match(pattern, caplog):
     )
     ctx = context_from_text(HAYSTACK + " refund")
     started = time.monotonic()
-    with caplog.at_level(logging.WARNING, logger="workers.rules"):
+    with caplog.at_level(logging.WARNING, logger="workers.conversations.rules"):
         result = tags(ruleset, ctx)
     assert time.monotonic() - started < 2.0
     assert result == ["billing"]  # the slow rule is "no match", the others still run

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import make_settings
-from workers import cli
+from workers.ops import cli
 from workers.settings import Settings, SettingsError, load_settings
 
 

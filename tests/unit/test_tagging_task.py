@@ -1,8 +1,8 @@
 """Conversation tagging against the fake Intercom (real HTTP, OpenAPI-checked requests).
 
-Each test drives :func:`workers.tagging.tag_conversation` with services built on fakeredis and
-counts what reached the fake: the properties that matter (the right tags from the sample
-notifications, zero writes for a duplicate, one ``POST /tags`` per name, a stale tag id
+Each test drives :func:`workers.conversations.tagging.tag_conversation` with services built on
+fakeredis and counts what reached the fake: the properties that matter (the right tags from the
+sample notifications, zero writes for a duplicate, one ``POST /tags`` per name, a stale tag id
 repaired once, a hostile regex bounded in time) are call counts and stored state.
 
 The fixtures here (``FakeIntercom``, ``services_for``) are also used by ``test_enrich_task``.
@@ -24,9 +24,19 @@ import pytest
 from celery import Celery
 
 from tests.conftest import SHARED, VECTORS, make_settings
-from workers.celery_app import configure_celery
-from workers.errors import NotFound
-from workers.rules import RulesError
+from workers.clients.services import Services
+from workers.conversations.rules import RulesError
+from workers.conversations.tagging import (
+    TAGS_KEY,
+    TagCache,
+    attribute_scopes,
+    refresh_tag_cache,
+    rules_for,
+    single_flight,
+    tag_conversation,
+)
+from workers.jobs.celery_app import configure_celery
+from workers.jobs.errors import NotFound
 from workers.sandbox.fake_intercom import (
     DEFAULT_TOKEN,
     STATE_EXTENSION,
@@ -36,16 +46,6 @@ from workers.sandbox.fake_intercom import (
 )
 from workers.sandbox.samples import SAMPLE_RULES
 from workers.sandbox.server import BackgroundServer
-from workers.services import Services
-from workers.tagging import (
-    TAGS_KEY,
-    TagCache,
-    attribute_scopes,
-    refresh_tag_cache,
-    rules_for,
-    single_flight,
-    tag_conversation,
-)
 
 # SAMPLE_RULES: DESIGN §3's sample rules, as the sandbox ships them.
 OPENAPI = SHARED / "intercom-openapi" / "api.intercom.io.2.14.yaml"
@@ -421,7 +421,7 @@ def test_racing_threads_create_a_tag_once(fake, redis_fake) -> None:
 def test_single_flight_gives_up_with_a_transient_error_when_the_holder_is_stuck(
     redis_fake,
 ) -> None:
-    from workers.errors import is_transient
+    from workers.jobs.errors import is_transient
 
     redis_fake.set("held", "someone-else")
     with pytest.raises(Exception) as info:
@@ -431,7 +431,7 @@ def test_single_flight_gives_up_with_a_transient_error_when_the_holder_is_stuck(
 
 
 def test_tagging_off_raises_feature_off(fake, redis_fake) -> None:
-    from workers.services import FeatureOff
+    from workers.clients.services import FeatureOff
 
     with pytest.raises(FeatureOff, match="RULES_PATH"):
         tag_conversation(services_for(fake, redis_fake), "1")

@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TextIO
 
-from workers import routing
 from workers.articles import queries
 from workers.articles.content import ArticleInvalid
 from workers.articles.reconcile import format_time
 from workers.articles.sync import ArticleSync, Preview
-from workers.services import Services
+from workers.clients.services import Services
+from workers.jobs import routing
 
 PROGRESS_EVERY = 100
 

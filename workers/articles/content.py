@@ -11,8 +11,8 @@ hash over the main locale, the parent and those locale hashes, so a change that 
 not see (``intercomArticleId`` written back, a new ``_rev`` or
 ``_updatedAt``) never changes a hash: the write-back echo costs no Intercom call.
 
-Bodies are rendered by :mod:`workers.portable_text`, which asks a link resolver for the URL of
-each referenced article; the resolved URL is part of the body, so a link becoming resolvable is
+Bodies are rendered by :mod:`workers.articles.portable_text`, which asks a link resolver for the URL
+of each referenced article; the resolved URL is part of the body, so a link becoming resolvable is
 a change that is sent.
 """
 
@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from workers.articles.model import Member, Snapshot
-from workers.errors import PermanentServiceError
-from workers.logs import log_event
-from workers.portable_text import RenderOptions, render
+from workers.articles.portable_text import RenderOptions, render
+from workers.jobs.errors import PermanentServiceError
+from workers.jobs.logs import log_event
 from workers.settings import Settings
 
 logger = logging.getLogger("intercom_sync.articles")

@@ -26,9 +26,9 @@ from typing import Any
 import redis
 
 from workers.articles.store import ArticleStore, key
-from workers.errors import PermanentServiceError, RateLimited, ServiceError
-from workers.intercom import IntercomClient
-from workers.logs import log_event
+from workers.clients.intercom import IntercomClient
+from workers.jobs.errors import PermanentServiceError, RateLimited, ServiceError
+from workers.jobs.logs import log_event
 
 logger = logging.getLogger("intercom_sync.articles")
 

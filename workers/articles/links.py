@@ -12,12 +12,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 
-from workers import routing
 from workers.articles.store import ArticleStore
-from workers.enqueue import Enqueuer
-from workers.errors import NotFound
-from workers.intercom import IntercomClient
-from workers.logs import log_event
+from workers.clients.intercom import IntercomClient
+from workers.jobs import routing
+from workers.jobs.enqueue import Enqueuer
+from workers.jobs.errors import NotFound
+from workers.jobs.logs import log_event
 
 logger = logging.getLogger("intercom_sync.articles")
 

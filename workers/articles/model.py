@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from workers.logs import log_event
+from workers.jobs.logs import log_event
 
 logger = logging.getLogger("intercom_sync.articles")
 

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from workers.sanity import SanityClient
+from workers.clients.sanity import SanityClient
 
 #: Documents per page of the paged queries (reconcile, backfill).
 PAGE_SIZE = 200

@@ -23,11 +23,11 @@ import logging
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 
-from workers import routing
 from workers.articles import queries
 from workers.articles.store import ArticleStore, key
-from workers.logs import log_event
-from workers.services import Services
+from workers.clients.services import Services
+from workers.jobs import routing
+from workers.jobs.logs import log_event
 
 logger = logging.getLogger("intercom_sync.articles")
 

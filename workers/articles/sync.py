@@ -28,10 +28,10 @@ from workers.articles.model import ArticleDoc, Snapshot
 from workers.articles.store import ArticleStore, GroupRecord
 from workers.articles.store import key as store_key
 from workers.articles.writeback import write_back
-from workers.errors import NotFound
-from workers.locks import exclusive
-from workers.logs import log_event
-from workers.services import Services
+from workers.clients.services import Services
+from workers.jobs.errors import NotFound
+from workers.jobs.locks import exclusive
+from workers.jobs.logs import log_event
 
 logger = logging.getLogger("intercom_sync.articles")
 

@@ -12,9 +12,9 @@ import logging
 from collections.abc import Callable, Sequence
 
 from workers.articles.model import ArticleDoc
-from workers.errors import Conflict, TransientServiceError
-from workers.logs import log_event
-from workers.sanity import SanityClient
+from workers.clients.sanity import SanityClient
+from workers.jobs.errors import Conflict, TransientServiceError
+from workers.jobs.logs import log_event
 
 logger = logging.getLogger("intercom_sync.articles")
 

@@ -625,7 +625,7 @@ class FakeSanityState:
                     self._pending -= 1
 
     def _deliver(self, delivery: _Delivery) -> None:
-        from workers.signing import sanity_signature_header
+        from workers.jobs.signing import sanity_signature_header
 
         for attempt in range(1, self.config.webhook_retries + 2):
             delivery.attempts = attempt

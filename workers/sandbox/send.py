@@ -8,8 +8,8 @@ import uuid
 
 import requests
 
+from workers.jobs.signing import intercom_signature, sanity_signature_header
 from workers.sandbox import samples, stack
-from workers.signing import intercom_signature, sanity_signature_header
 
 INTERCOM_TOPICS = {
     "conversation.user.created": samples.SAMPLE_CONVERSATION_ID,

@@ -1,18 +1,18 @@
 """Help Center article sync tasks: Sanity ``supportArticle`` documents → Intercom articles.
 
 Thin on purpose: each task calls a plain function of :mod:`workers.articles` and lets the
-shared policy (:mod:`workers.task_base`) retry transient failures and park the rest.
+shared policy (:mod:`workers.tasks.base`) retry transient failures and park the rest.
 """
 
 from __future__ import annotations
 
 from celery import Task
 
-from workers import routing
 from workers.articles.reconcile import reconcile as reconcile_articles
 from workers.articles.sync import delete_document, sync_document
-from workers.services import get_services
-from workers.task_base import sync_task
+from workers.clients.services import get_services
+from workers.jobs import routing
+from workers.tasks.base import sync_task
 
 
 @sync_task(routing.ARTICLES_SYNC)

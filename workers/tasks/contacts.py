@@ -1,13 +1,13 @@
-"""Contact enrichment tasks: thin wrappers over :mod:`workers.enrich`."""
+"""Contact enrichment tasks: thin wrappers over :mod:`workers.contacts.enrich`."""
 
 from __future__ import annotations
 
 from celery import Task
 
-from workers import routing
-from workers.enrich import enrich_contact, refresh_stale_contacts
-from workers.services import get_services
-from workers.task_base import sync_task
+from workers.clients.services import get_services
+from workers.contacts.enrich import enrich_contact, refresh_stale_contacts
+from workers.jobs import routing
+from workers.tasks.base import sync_task
 
 
 @sync_task(routing.CONTACTS_ENRICH)

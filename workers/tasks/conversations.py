@@ -1,14 +1,14 @@
-"""Conversation tagging tasks: thin wrappers over :mod:`workers.tagging`."""
+"""Conversation tagging tasks: thin wrappers over :mod:`workers.conversations.tagging`."""
 
 from __future__ import annotations
 
 from celery import Task
 
-from workers import routing
-from workers.services import get_services
-from workers.tagging import refresh_tag_cache as rebuild_tag_cache
-from workers.tagging import tag_conversation
-from workers.task_base import sync_task
+from workers.clients.services import get_services
+from workers.conversations.tagging import refresh_tag_cache as rebuild_tag_cache
+from workers.conversations.tagging import tag_conversation
+from workers.jobs import routing
+from workers.tasks.base import sync_task
 
 
 @sync_task(routing.CONVERSATIONS_TAG)

@@ -6,11 +6,11 @@ import logging
 
 from celery import Task
 
-from workers import routing
-from workers.dead_letters import replay_transient
-from workers.logs import log_event
-from workers.services import get_services
-from workers.task_base import sync_task
+from workers.clients.services import get_services
+from workers.jobs import routing
+from workers.jobs.dead_letters import replay_transient
+from workers.jobs.logs import log_event
+from workers.tasks.base import sync_task
 
 logger = logging.getLogger("intercom_sync.maintenance")
 

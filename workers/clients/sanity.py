@@ -12,8 +12,8 @@ from typing import Any
 
 import requests
 
-from workers.http import JsonApi, safe_id
-from workers.ratelimit import RateLimiter
+from workers.clients.http import JsonApi, safe_id
+from workers.jobs.ratelimit import RateLimiter
 
 
 class SanityClient(JsonApi):

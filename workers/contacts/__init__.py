@@ -1,13 +1,16 @@
-"""Contact enrichment: pluggable sources and safe attribute preparation (no Intercom calls).
+"""Contact enrichment: pluggable sources (:mod:`~workers.contacts.sources`), safe attribute
+preparation (:mod:`~workers.contacts.attributes`, no I/O) and the job that writes them to Intercom
+(:mod:`~workers.contacts.enrich`). May import the clients, the job machinery and settings; never
+another domain.
 
-The task layer does: ``sources = build_sources(names, settings, acquire=limiter.acquire)`` once
+The job does: ``sources = build_sources(names, settings, acquire=limiter.acquire)`` once
 per process, then per contact ``result = gather(sources, contact)``,
 ``prepare_contact_update(contact, result.contact, known, deny)`` and, when
 ``result.company``, ``prepare_company(result.company, known_company, deny)``; it creates
 ``new_attributes`` with ``POST /data_attributes`` before writing.
 """
 
-from workers.enrichment.attributes import (
+from workers.contacts.attributes import (
     DEFAULT_DENY,
     MAX_NAME_LENGTH,
     MAX_STRING_LENGTH,
@@ -20,8 +23,8 @@ from workers.enrichment.attributes import (
     prepare_contact_update,
     value_data_type,
 )
-from workers.enrichment.free_mail import is_disposable, is_free_mail, is_personal_domain
-from workers.enrichment.sources import (
+from workers.contacts.free_mail import is_disposable, is_free_mail, is_personal_domain
+from workers.contacts.sources import (
     ENTRY_POINT_GROUP,
     EmailDomainSource,
     EnrichmentResult,

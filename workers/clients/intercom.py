@@ -13,9 +13,9 @@ from typing import Any
 
 import requests
 
-from workers.errors import NotFound
-from workers.http import JsonApi
-from workers.ratelimit import RateLimiter
+from workers.clients.http import JsonApi
+from workers.jobs.errors import NotFound
+from workers.jobs.ratelimit import RateLimiter
 
 
 class IntercomClient(JsonApi):

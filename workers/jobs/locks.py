@@ -17,7 +17,7 @@ import redis
 import redis.lock
 from redis.exceptions import LockError
 
-from workers.errors import TransientServiceError
+from workers.jobs.errors import TransientServiceError
 
 T = TypeVar("T")
 

@@ -17,10 +17,10 @@ from celery.schedules import crontab
 from celery.signals import beat_init, celeryd_init, setup_logging
 from kombu import Exchange, Queue
 
-from workers import routing
-from workers.embedded_redis import resolve_redis_url
-from workers.logs import configure_logging
-from workers.observability import init_sentry
+from workers.jobs import routing
+from workers.jobs.logs import configure_logging
+from workers.jobs.observability import init_sentry
+from workers.ops.embedded_redis import resolve_redis_url
 from workers.settings import Settings, get_settings
 
 TASK_MODULES = (
@@ -108,12 +108,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_max_memory_per_child": settings.WORKER_MAX_MEMORY_MB * 1024,
         "worker_hijack_root_logger": False,
         "worker_send_task_events": False,
-        # Shutdown (the worker runs with REMAP_SIGTERM=SIGQUIT, see workers/processes.py): jobs
+        # Shutdown (the worker runs with REMAP_SIGTERM=SIGQUIT, see workers/ops/processes.py): jobs
         # in hand get this long to finish, then the rest go back to their queues at once rather
         # than after the visibility timeout. An idle worker exits without waiting.
         "worker_enable_soft_shutdown_on_idle": False,
         # When the broker connection drops (a Redis restart), jobs in hand run on: each either
-        # finishes or meets the outage itself and is put back (workers/task_base.py), and the
+        # finishes or meets the outage itself and is put back (workers/tasks/base.py), and the
         # copy kombu restores runs again harmlessly, since every task is idempotent. Killing
         # them instead would cut Intercom calls off mid-request.
         "worker_cancel_long_running_tasks_on_connection_loss": False,

@@ -8,11 +8,11 @@ from urllib.parse import urlsplit
 
 import redis
 
-from workers import routing
 from workers.articles import queries
-from workers.errors import ServiceError
-from workers.services import Services
-from workers.task_base import LAST_SUCCESS
+from workers.clients.services import Services
+from workers.jobs import routing
+from workers.jobs.errors import ServiceError
+from workers.tasks.base import LAST_SUCCESS
 
 REGIONS = {"api.intercom.io": "US", "api.eu.intercom.io": "EU", "api.au.intercom.io": "AU"}
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import redis
 
-from workers.enqueue import Enqueuer
-from workers.errors import ServiceError, is_transient
-from workers.logs import scrub
+from workers.jobs.enqueue import Enqueuer
+from workers.jobs.errors import ServiceError, is_transient
+from workers.jobs.logs import scrub
 
 PREFIX = "intercom-sync:dlq:"
 INDEX = PREFIX + "index"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from workers.logs import scrub
+from workers.jobs.logs import scrub
 from workers.settings import Settings
 
 _SENSITIVE_KEY = re.compile(

@@ -11,12 +11,12 @@ from functools import cached_property, lru_cache
 import redis
 from celery import Celery
 
-from workers.dead_letters import DeadLetters
-from workers.embedded_redis import resolve_redis_url
-from workers.enqueue import Enqueuer
-from workers.intercom import IntercomClient
-from workers.ratelimit import RateLimiter
-from workers.sanity import SanityClient
+from workers.clients.intercom import IntercomClient
+from workers.clients.sanity import SanityClient
+from workers.jobs.dead_letters import DeadLetters
+from workers.jobs.enqueue import Enqueuer
+from workers.jobs.ratelimit import RateLimiter
+from workers.ops.embedded_redis import resolve_redis_url
 from workers.settings import Settings, SettingsError, get_settings
 
 
@@ -87,7 +87,7 @@ class Services:
     @cached_property
     def celery_app(self) -> Celery:
         if self._celery_app is None:
-            from workers.celery_app import celery
+            from workers.jobs.celery_app import celery
 
             self._celery_app = celery
         return self._celery_app

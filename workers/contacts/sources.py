@@ -47,7 +47,7 @@ from urllib.parse import urlsplit, urlunsplit
 import regex
 import requests
 
-from workers.enrichment.free_mail import is_personal_domain, registrable_domain
+from workers.contacts.free_mail import is_personal_domain, registrable_domain
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ checks that the files agree with this module), so what is tested is what users r
 
 from __future__ import annotations
 
-from workers import routing
+from workers.jobs import routing
 
 # gunicorn binds to 0.0.0.0:$PORT when PORT is set and reads WEB_CONCURRENCY for its worker
 # count, which is what Procfile platforms provide. The graceful timeout lets in-flight webhooks

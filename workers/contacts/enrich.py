@@ -7,15 +7,15 @@ The tasks ``contacts.enrich`` and ``contacts.refresh_stale`` are thin wrappers a
   old id answers 404 (2.14) or 410 (2.16). The surviving contact has its own events, so the job
   logs "merged or deleted, nothing to do" and succeeds instead of filling the dead-letter store.
 * **Source errors speak the shared retry policy's language.** ``TransientSourceError`` becomes
-  :class:`~workers.errors.TransientServiceError` (retried, honouring ``Retry-After``) and
-  ``PermanentSourceError`` becomes :class:`~workers.errors.PermanentServiceError` (parked).
+  :class:`~workers.jobs.errors.TransientServiceError` (retried, honouring ``Retry-After``) and
+  ``PermanentSourceError`` becomes :class:`~workers.jobs.errors.PermanentServiceError` (parked).
 * **Writes are minimal.** ``prepare_contact_update`` / ``prepare_company`` diff against current
   values, so an unchanged contact costs no ``PUT``, an unchanged attached company no
   ``POST /companies`` and an attached one no second attach. Rejected attributes (deny-list,
   Intercom's length limits, wrong types) are logged by those functions, one line each, naming
   the attribute and the reason, never the value, and are not sent.
 * **Data attributes are listed once per TTL for all processes** (a Redis hash per model) and a
-  missing one is created once (:func:`workers.tagging.single_flight` per model), because
+  missing one is created once (:func:`workers.jobs.locks.single_flight` per model), because
   Intercom refuses a custom attribute that does not exist yet, and refuses a second creation.
 * **The nightly refresh pages, it does not enrich.** It searches contacts updated since the last
   complete pass and enqueues one ``contacts.enrich`` per contact with a de-duplication key of id
@@ -34,8 +34,9 @@ from typing import Any, TypeVar
 
 import redis
 
-from workers import routing
-from workers.enrichment import (
+from workers.clients.intercom import IntercomClient
+from workers.clients.services import Services
+from workers.contacts import (
     EnrichmentResult,
     EnrichmentSource,
     PermanentSourceError,
@@ -48,18 +49,17 @@ from workers.enrichment import (
     prepare_company,
     prepare_contact_update,
 )
-from workers.errors import (
+from workers.conversations.tagging import attached_company_count, contact_companies
+from workers.jobs import routing
+from workers.jobs.errors import (
     NotFound,
     PermanentServiceError,
     TransientServiceError,
     ValidationFailed,
 )
-from workers.intercom import IntercomClient
-from workers.locks import acquire, exclusive, new_lock, release, single_flight
-from workers.logs import log_event
-from workers.services import Services
+from workers.jobs.locks import acquire, exclusive, new_lock, release, single_flight
+from workers.jobs.logs import log_event
 from workers.settings import Settings
-from workers.tagging import attached_company_count, contact_companies
 
 logger = logging.getLogger("intercom_sync.enrich")
 

@@ -1,6 +1,6 @@
 """Typed errors for every outbound call, and the one rule that says which are worth a retry.
 
-The retry policy (:mod:`workers.task_base`) looks only at :func:`is_transient` and
+The retry policy (:mod:`workers.tasks.base`) looks only at :func:`is_transient` and
 :func:`retry_after`, so a new error type decides its fate here rather than in each task.
 """
 

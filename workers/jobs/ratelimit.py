@@ -13,7 +13,7 @@ the check and the increment are atomic across hosts. It follows Intercom's own w
 
 A caller that finds no budget waits for the next window plus a random jitter (so workers do not
 all fire at the reset), but never longer than ``max_wait``: past that it raises
-:class:`~workers.errors.RateLimited`, and the task is re-scheduled with a countdown instead of
+:class:`~workers.jobs.errors.RateLimited`, and the task is re-scheduled with a countdown instead of
 holding its process.
 
 Libraries such as ``limits`` count fixed windows from the first hit and cannot take a boundary or
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import redis
 
-from workers.errors import RateLimited
+from workers.jobs.errors import RateLimited
 
 KEY_PREFIX = "intercom-sync:ratelimit:"
 

@@ -35,11 +35,11 @@ import redis
 from celery import Task
 from celery.exceptions import Reject, Retry, SoftTimeLimitExceeded
 
-from workers import routing
-from workers.celery_app import celery
-from workers.errors import RateLimited, is_transient, retry_after
-from workers.logs import log_event, scrub
-from workers.services import Services, get_services
+from workers.clients.services import Services, get_services
+from workers.jobs import routing
+from workers.jobs.celery_app import celery
+from workers.jobs.errors import RateLimited, is_transient, retry_after
+from workers.jobs.logs import log_event, scrub
 
 logger = logging.getLogger("intercom_sync.tasks")
 
@@ -189,7 +189,7 @@ def sync_task(name: str, **options: Any) -> Callable[[F], Any]:
     ``fn`` receives the bound task as its first argument, then the task's arguments.
     """
     if name not in routing.TASK_NAMES:
-        raise ValueError(f"{name!r} is not a task name declared in workers.routing")
+        raise ValueError(f"{name!r} is not a task name declared in workers.jobs.routing")
 
     def decorator(fn: F) -> Any:
         @functools.wraps(fn)

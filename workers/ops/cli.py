@@ -16,13 +16,13 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 
 
 def _services(settings: Settings):
-    from workers.services import Services
+    from workers.clients.services import Services
 
     return Services(settings)
 
 
 def _cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
-    from workers.devstack import run_dev
+    from workers.ops.devstack import run_dev
 
     return run_dev(settings, port=args.port, concurrency=args.concurrency, sandbox=args.sandbox)
 
@@ -54,7 +54,7 @@ def _cmd_send_test_webhook(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_check(args: argparse.Namespace, settings: Settings) -> int:
-    from workers.operations import run_checks
+    from workers.ops.operations import run_checks
 
     checks = run_checks(_services(settings))
     for check in checks:
@@ -63,7 +63,7 @@ def _cmd_check(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    from workers.operations import status_lines
+    from workers.ops.operations import status_lines
 
     for line in status_lines(_services(settings)):
         print(line)
@@ -71,7 +71,7 @@ def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_rules(args: argparse.Namespace, settings: Settings) -> int:
-    from workers.rules import RulesError, explain_cli
+    from workers.conversations.rules import RulesError, explain_cli
 
     rules_path = args.rules or settings.RULES_PATH
     if not rules_path:

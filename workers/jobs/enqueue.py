@@ -25,7 +25,7 @@ import redis
 from celery import Celery
 from celery.utils.saferepr import saferepr
 
-from workers import routing
+from workers.jobs import routing
 
 DEDUP_PREFIX = "intercom-sync:dedup:"
 

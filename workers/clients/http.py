@@ -2,7 +2,7 @@
 
 Intercom, Sanity and the enrichment source differ only in their base URL, headers, limiter and
 how they spell an error; everything else (taking budget before the call, feeding the answer's
-rate-limit headers back, turning statuses into :mod:`workers.errors` types, validating every id
+rate-limit headers back, turning statuses into :mod:`workers.jobs.errors` types, validating every id
 that goes into a path) is here once.
 """
 
@@ -17,9 +17,9 @@ from urllib.parse import quote
 
 import requests
 
-from workers import errors
-from workers.logs import log_event, scrub
-from workers.ratelimit import RateLimiter
+from workers.jobs import errors
+from workers.jobs.logs import log_event, scrub
+from workers.jobs.ratelimit import RateLimiter
 
 logger = logging.getLogger("intercom_sync.http")
 
@@ -28,7 +28,7 @@ DEFAULT_TIMEOUT = (3.05, 20.0)
 
 
 def safe_id(value: object) -> str:
-    """``value`` as a URL path segment; :class:`~workers.errors.InvalidId` when it is unsafe."""
+    """``value`` as a URL path segment; :class:`~workers.jobs.errors.InvalidId` when unsafe."""
     text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
     if not isinstance(text, str) or not SAFE_ID.fullmatch(text) or ".." in text:
         raise errors.InvalidId(f"not a valid id for a URL path: {str(value)[:40]!r}")

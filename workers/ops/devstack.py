@@ -10,8 +10,8 @@ from honcho import manager as honcho_manager
 from honcho.manager import Manager
 from honcho.printer import Printer
 
-from workers.embedded_redis import EmbeddedRedis
-from workers.processes import PROCESSES
+from workers.ops.embedded_redis import EmbeddedRedis
+from workers.ops.processes import PROCESSES
 from workers.sandbox.stack import SandboxPorts, fake_processes, sandbox_env
 from workers.settings import Settings
 

@@ -1,8 +1,8 @@
 """Conversation tagging: rules in, tags (and an optional assignment) out, at minimum cost.
 
 The task ``conversations.tag`` is a thin wrapper around :func:`tag_conversation`. What this
-module adds to the rules engine (:mod:`workers.rules`) is everything that costs Intercom calls,
-and the reasons it is shaped the way it is:
+module adds to the rules engine (:mod:`workers.conversations.rules`) is everything that costs
+Intercom calls, and the reasons it is shaped the way it is:
 
 * **The conversation is fetched** (``GET /conversations/{id}``): a webhook carries only the new
   part, and a job must re-read current state anyway (duplicates and replays are normal).
@@ -23,7 +23,7 @@ and the reasons it is shaped the way it is:
   the two calls still assigns on its retry (the tag, not yet applied, is still "new").
 
 :func:`single_flight` (one process creates, the others wait) and :func:`exclusive` (one job per
-object at a time) are also used by :mod:`workers.enrich`.
+object at a time) are also used by :mod:`workers.contacts.enrich`.
 """
 
 from __future__ import annotations
@@ -36,11 +36,9 @@ from typing import Any
 
 import redis
 
-from workers.errors import NotFound
-from workers.intercom import IntercomClient
-from workers.locks import LOCK_SECONDS, WAIT_SECONDS, exclusive, single_flight
-from workers.logs import log_event
-from workers.rules import (
+from workers.clients.intercom import IntercomClient
+from workers.clients.services import Services
+from workers.conversations.rules import (
     Assignment,
     Match,
     RulesError,
@@ -49,7 +47,9 @@ from workers.rules import (
     first_assignment,
     load_rules,
 )
-from workers.services import Services
+from workers.jobs.errors import NotFound
+from workers.jobs.locks import LOCK_SECONDS, WAIT_SECONDS, exclusive, single_flight
+from workers.jobs.logs import log_event
 
 logger = logging.getLogger("intercom_sync.tagging")
 
@@ -181,7 +181,7 @@ def attribute_scopes(ruleset: RuleSet) -> frozenset[str]:
 
     Why: the contact and its companies cost one Intercom call each, so they are fetched only
     when some rule can look at them. The compiled conditions are walked by shape (``scope``,
-    ``conditions``, ``options``, ``inner``) as :mod:`workers.rules` builds them.
+    ``conditions``, ``options``, ``inner``) as :mod:`workers.conversations.rules` builds them.
     """
     found: set[str] = set()
 
