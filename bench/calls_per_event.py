@@ -54,7 +54,7 @@ from bench.common import (
     start_workers,
     table,
 )
-from tests.unit.test_articles_harness import article_doc
+from tests.unit.articles.test_harness import article_doc
 from workers.sandbox.samples import SAMPLE_RULES
 
 INTERCOM_BUDGET_PER_WINDOW = 1666

@@ -3,7 +3,7 @@
 Not a benchmark itself. ``e2e_latency.py``, ``drain.py`` and ``calls_per_event.py`` use it so
 that all three run exactly what a deployment runs (the gunicorn receiver and Celery workers
 started with the commands of ``workers/ops/processes.py``, through ``tests/processes.py``) against
-the fakes the integration tests use (``tests/unit/test_articles_harness.py``: the
+the fakes the integration tests use (``tests/unit/articles/test_harness.py``: the
 OpenAPI-validating fake Intercom and the fake Sanity that fires signed webhooks), and measure
 idleness, memory and CPU the same way.
 
@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from app.signatures import intercom_signature, sanity_signature_header
 from tests.processes import Proc, base_env, celery_worker, gunicorn
-from tests.unit.test_articles_harness import AUTHOR_ID, WEBHOOK_SECRET, Fakes
+from tests.unit.articles.test_harness import AUTHOR_ID, WEBHOOK_SECRET, Fakes
 from workers.jobs import routing
 from workers.jobs.dead_letters import DeadLetters
 from workers.ops.embedded_redis import EmbeddedRedis, free_port

@@ -64,7 +64,7 @@ from bench.common import (
     table,
     tree,
 )
-from tests.unit.test_articles_harness import article_doc
+from tests.unit.articles.test_harness import article_doc
 from workers.jobs import routing
 from workers.sandbox.samples import SAMPLE_RULES
 

@@ -56,7 +56,7 @@ from bench.common import (
     start_workers,
     table,
 )
-from tests.unit.test_articles_harness import article_doc
+from tests.unit.articles.test_harness import article_doc
 from workers.jobs import routing
 
 INTERCOM_BUDGET_PER_WINDOW = 1666  # Intercom's own: 10,000 a minute in 10-second windows

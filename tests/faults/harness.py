@@ -32,7 +32,7 @@ import requests
 from app.signatures import intercom_signature, sanity_signature_header
 from tests.faults.checks import TITLE_SEPARATOR, UNACKED, Expected, ExpectedArticle, check
 from tests.processes import Proc, celery_worker, gunicorn, probe_env, quiet_for, wait_for
-from tests.unit.test_articles_harness import (
+from tests.unit.articles.test_harness import (
     WEBHOOK_SECRET,
     Fakes,
     article_doc,

@@ -16,7 +16,7 @@ import redis
 
 from tests.conftest import REPO_ROOT
 from tests.processes import BIN, base_env, celery_worker, wait_for
-from tests.unit.test_articles_harness import Fakes, article_doc
+from tests.unit.articles.test_harness import Fakes, article_doc
 
 pytestmark = pytest.mark.integration
 

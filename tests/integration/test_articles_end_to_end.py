@@ -22,7 +22,7 @@ from celery import Celery
 from app.signatures import sanity_signature_header
 from tests.conftest import make_settings
 from tests.processes import Proc, base_env, celery_worker, gunicorn, quiet_for, wait_for
-from tests.unit.test_articles_harness import WEBHOOK_SECRET, Fakes, article_doc, translation_group
+from tests.unit.articles.test_harness import WEBHOOK_SECRET, Fakes, article_doc, translation_group
 from workers.jobs import routing
 from workers.jobs.celery_app import configure_celery
 from workers.jobs.enqueue import Enqueuer

@@ -24,7 +24,7 @@ from tests import probe_tasks as probes
 from tests.conftest import VECTORS
 from tests.jobs import enqueuer, queued_jobs
 from tests.processes import Proc, celery_beat, celery_worker, gunicorn, probe_env, wait_for
-from tests.unit.test_articles_harness import Fakes, article_doc
+from tests.unit.articles.test_harness import Fakes, article_doc
 from workers.jobs import routing
 from workers.jobs.dead_letters import DeadLetters
 from workers.ops.embedded_redis import free_port

@@ -24,8 +24,8 @@ from flask import Flask, Response, request
 
 from tests.conftest import REPO_ROOT, VECTORS
 from tests.processes import base_env, celery_worker, wait_for
-from tests.unit.test_enrich_task import ENRICHMENT, SECRET_VALUES, enqueued_contact_ids
-from tests.unit.test_tagging_task import ADMIN_ID, FakeIntercom, services_for
+from tests.unit.contacts.test_enrich import ENRICHMENT, SECRET_VALUES, enqueued_contact_ids
+from tests.unit.conversations.test_tagging import ADMIN_ID, FakeIntercom, services_for
 from workers.contacts.enrich import WATERMARK_KEY, refresh_stale_contacts
 from workers.jobs import routing
 from workers.jobs.errors import RateLimited
@@ -248,7 +248,7 @@ def test_refresh_pages_thousands_of_contacts_under_the_shared_rate_limit(
 
 
 def test_rules_test_cli_explains_its_verdict(tmp_path: Path) -> None:
-    from tests.unit.test_tagging_task import SAMPLE_RULES
+    from tests.unit.conversations.test_tagging import SAMPLE_RULES
 
     rules = tmp_path / "rules.yaml"
     rules.write_text(SAMPLE_RULES)

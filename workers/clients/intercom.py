@@ -8,7 +8,7 @@ and return Intercom's JSON as dicts.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import requests
@@ -158,6 +158,11 @@ class IntercomClient(JsonApi):
     def update_contact(self, contact_id: str, body: dict[str, Any]) -> dict[str, Any]:
         return self.call("PUT", self.path("/contacts/{}", contact_id), json=body)
 
+    def contact_companies(self, contact_id: str) -> list[dict[str, Any]]:
+        """The full company objects attached to a contact (``GET /contacts/{id}/companies``)."""
+        answer = self.call("GET", self.path("/contacts/{}/companies", contact_id)) or {}
+        return [c for c in items(answer, "companies") if isinstance(c, dict)]
+
     def upsert_company(self, body: dict[str, Any]) -> dict[str, Any]:
         """``POST /companies`` creates or updates the company with ``body['company_id']``."""
         if not body.get("company_id"):
@@ -188,3 +193,22 @@ class IntercomClient(JsonApi):
 def gone(exc: BaseException) -> bool:
     """True for a 404/410: the object was deleted or merged away."""
     return isinstance(exc, NotFound)
+
+
+def items(value: Any, key: str) -> list[Any]:
+    """Intercom wraps lists: ``{"type": "tag.list", "tags": [...]}`` or ``{"data": [...]}``."""
+    if isinstance(value, list):
+        return value
+    if isinstance(value, Mapping):
+        for name in (key, "data"):
+            if isinstance(value.get(name), list):
+                return value[name]
+    return []
+
+
+def attached_company_count(contact: Mapping[str, Any]) -> int:
+    """How many companies the contact object says are attached (no call)."""
+    companies = contact.get("companies")
+    if isinstance(companies, Mapping) and isinstance(companies.get("total_count"), int):
+        return max(companies["total_count"], len(items(companies, "companies")))
+    return len(items(companies, "companies"))

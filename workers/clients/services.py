@@ -13,10 +13,10 @@ from celery import Celery
 
 from workers.clients.intercom import IntercomClient
 from workers.clients.sanity import SanityClient
+from workers.jobs.connection import resolve_redis_url
 from workers.jobs.dead_letters import DeadLetters
 from workers.jobs.enqueue import Enqueuer
 from workers.jobs.ratelimit import RateLimiter
-from workers.ops.embedded_redis import resolve_redis_url
 from workers.settings import Settings, SettingsError, get_settings
 
 

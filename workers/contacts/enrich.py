@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 
 import redis
 
-from workers.clients.intercom import IntercomClient
+from workers.clients.intercom import IntercomClient, attached_company_count
 from workers.clients.services import Services
 from workers.contacts import (
     EnrichmentResult,
@@ -49,7 +49,6 @@ from workers.contacts import (
     prepare_company,
     prepare_contact_update,
 )
-from workers.conversations.tagging import attached_company_count, contact_companies
 from workers.jobs import routing
 from workers.jobs.errors import (
     NotFound,
@@ -230,7 +229,7 @@ def _write_company(intercom: IntercomClient, attributes: DataAttributes,
                    outcome: EnrichOutcome) -> None:  # fmt: skip
     """Upsert the company unless it is attached and unchanged; attach it unless attached."""
     contact_id = str(contact["id"])
-    attached = contact_companies(intercom, contact_id) if attached_company_count(contact) else []
+    attached = intercom.contact_companies(contact_id) if attached_company_count(contact) else []
     wanted_id = proposed.get("company_id")
     current = next((c for c in attached if wanted_id is not None
                     and str(c.get("company_id")) == str(wanted_id)), None)  # fmt: skip

@@ -36,7 +36,7 @@ from typing import Any
 
 import redis
 
-from workers.clients.intercom import IntercomClient
+from workers.clients.intercom import IntercomClient, attached_company_count, items
 from workers.clients.services import Services
 from workers.conversations.rules import (
     Assignment,
@@ -247,37 +247,12 @@ class TagOutcome:
     assigned: Assignment | None = None
 
 
-def _items(value: Any, key: str) -> list[Any]:
-    """Intercom wraps lists: ``{"type": "tag.list", "tags": [...]}`` or ``{"data": [...]}``."""
-    if isinstance(value, list):
-        return value
-    if isinstance(value, Mapping):
-        for name in (key, "data"):
-            if isinstance(value.get(name), list):
-                return value[name]
-    return []
-
-
 def first_contact_id(conversation: Mapping[str, Any]) -> str | None:
     """The conversation's first contact (the customer who wrote in)."""
-    for ref in _items(conversation.get("contacts"), "contacts"):
+    for ref in items(conversation.get("contacts"), "contacts"):
         if isinstance(ref, Mapping) and ref.get("id"):
             return str(ref["id"])
     return None
-
-
-def contact_companies(intercom: IntercomClient, contact_id: str) -> list[dict[str, Any]]:
-    """The full company objects attached to a contact (``GET /contacts/{id}/companies``)."""
-    answer = intercom.call("GET", intercom.path("/contacts/{}/companies", contact_id)) or {}
-    return [c for c in _items(answer, "companies") if isinstance(c, dict)]
-
-
-def attached_company_count(contact: Mapping[str, Any]) -> int:
-    """How many companies the contact object says are attached (no call)."""
-    companies = contact.get("companies")
-    if isinstance(companies, Mapping) and isinstance(companies.get("total_count"), int):
-        return max(companies["total_count"], len(_items(companies, "companies")))
-    return len(_items(companies, "companies"))
 
 
 def _related(
@@ -297,7 +272,7 @@ def _related(
     companies: list[dict[str, Any]] = []
     if "company" in scopes and (contact is None or attached_company_count(contact) > 0):
         try:
-            companies = contact_companies(intercom, contact_id)
+            companies = intercom.contact_companies(contact_id)
         except NotFound:
             log_event(logger, "tag.contact_gone", contact_id=contact_id)
     return contact, companies
@@ -305,7 +280,7 @@ def _related(
 
 def _present_tags(conversation: Mapping[str, Any]) -> tuple[set[str], set[str]]:
     names, ids = set(), set()
-    for tag in _items(conversation.get("tags"), "tags"):
+    for tag in items(conversation.get("tags"), "tags"):
         if isinstance(tag, Mapping):
             if tag.get("name"):
                 names.add(TagCache.field(str(tag["name"])))

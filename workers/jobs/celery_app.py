@@ -18,9 +18,9 @@ from celery.signals import beat_init, celeryd_init, setup_logging
 from kombu import Exchange, Queue
 
 from workers.jobs import routing
+from workers.jobs.connection import resolve_redis_url
 from workers.jobs.logs import configure_logging
 from workers.jobs.observability import init_sentry
-from workers.ops.embedded_redis import resolve_redis_url
 from workers.settings import Settings, get_settings
 
 TASK_MODULES = (

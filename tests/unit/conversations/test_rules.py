@@ -24,7 +24,7 @@ from workers.conversations.rules import (
     load_rules,
 )
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
+SHARED = Path(__file__).resolve().parents[3].parent / "shared"
 NOTIFICATIONS = SHARED / "vectors" / "intercom-notifications"
 
 # DESIGN.md §3 "Tagging rules file" (only the comment spacing shortened to fit a line).

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import make_settings
-from tests.unit.test_articles_harness import article_doc, translation_group
+from tests.unit.articles.test_harness import article_doc, translation_group
 from workers.articles.content import (
     ArticleInvalid,
     build_plan,

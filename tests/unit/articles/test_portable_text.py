@@ -44,7 +44,7 @@ from workers.articles.portable_text import (
     uri_looks_safe,
 )
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "portable_text"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "portable_text"
 OPTIONS = RenderOptions(project_id="abc123xy", dataset="production")
 CDN = "https://cdn.sanity.io/images/abc123xy/production/"
 LOGGER = "workers.articles.portable_text"

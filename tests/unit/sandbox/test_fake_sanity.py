@@ -15,7 +15,7 @@ from flask import Flask, request
 
 from app.signatures import verify_sanity
 from tests.conftest import REPO_ROOT
-from tests.unit.test_articles_harness import article_doc, translation_group
+from tests.unit.articles.test_harness import article_doc, translation_group
 from workers.articles import queries
 from workers.sandbox.fake_sanity import (
     DEFAULT_TOKEN,

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit.test_articles_harness import (  # noqa: F401 (fixtures)
+from tests.unit.articles.test_harness import (  # noqa: F401 (fixtures)
     AUTHOR_ID,
     COLLECTION_ID,
     Fakes,

@@ -38,7 +38,7 @@ from workers.contacts import (
 )
 from workers.contacts import sources as sources_module
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
+SHARED = Path(__file__).resolve().parents[3].parent / "shared"
 NOTIFICATIONS = SHARED / "vectors" / "intercom-notifications"
 OPENAPI = SHARED / "intercom-openapi" / "api.intercom.io.2.14.yaml"
 

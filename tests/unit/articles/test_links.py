@@ -4,7 +4,7 @@ and exactly one re-sync of each waiting document when the target's article appea
 # ruff: noqa: F811  (pytest fixtures imported from the harness are redefined as arguments)
 from __future__ import annotations
 
-from tests.unit.test_articles_harness import (  # noqa: F401 (fixtures)
+from tests.unit.articles.test_harness import (  # noqa: F401 (fixtures)
     Harness,
     article_doc,
     article_fakes,

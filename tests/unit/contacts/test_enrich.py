@@ -22,7 +22,7 @@ import pytest
 from flask import Flask, Response, request
 
 from tests.conftest import BASE_ENV
-from tests.unit.test_tagging_task import (  # shared fixtures: the fake on a port, fakeredis
+from tests.unit.conversations.test_tagging import (  # shared: the fake on a port, fakeredis
     NOTIFICATIONS,
     FakeIntercom,
     fake,

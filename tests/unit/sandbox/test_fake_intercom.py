@@ -32,12 +32,12 @@ from workers.sandbox.fake_intercom import (
 from workers.sandbox.openapi_check import SPEC_ERRATA, get_checker, load_spec
 from workers.sandbox.server import BackgroundServer
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 def shared_dir() -> Path:
     """The read-only ``shared`` folder next to the repository (see shared/README.md)."""
-    return Path(__file__).resolve().parents[2].parent / "shared"
+    return Path(__file__).resolve().parents[3].parent / "shared"
 
 
 OPENAPI = shared_dir() / "intercom-openapi" / "api.intercom.io.2.14.yaml"

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from tests.unit.test_articles_harness import (  # noqa: F401 (fixtures)
+from tests.unit.articles.test_harness import (  # noqa: F401 (fixtures)
     Harness,
     article_doc,
     article_fakes,
