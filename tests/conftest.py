@@ -14,8 +14,9 @@ from workers.ops.embedded_redis import EmbeddedRedis
 from workers.settings import Settings, load_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED = REPO_ROOT.parent / "shared"
-VECTORS = SHARED / "vectors"
+VENDOR = REPO_ROOT / "tests" / "fixtures" / "vendor"  # vendor files, with their licences
+VECTORS = VENDOR / "vectors"
+OPENAPI = VENDOR / "intercom-openapi" / "api.intercom.io.2.14.yaml"  # Intercom's, API 2.14
 
 BASE_ENV = {
     "REDIS_URL": "redis://127.0.0.1:6379/15",

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from tests import probe_tasks as probes
-from tests.conftest import REPO_ROOT, SHARED
+from tests.conftest import OPENAPI, REPO_ROOT
 from tests.jobs import enqueuer
 from tests.processes import BIN, Proc, base_env, celery_worker, probe_env, wait_for
 from workers.jobs.dead_letters import DeadLetters
@@ -38,7 +38,6 @@ from workers.sandbox.server import BackgroundServer
 
 pytestmark = pytest.mark.integration
 
-OPENAPI = SHARED / "intercom-openapi" / "api.intercom.io.2.14.yaml"
 RATE_LIMIT_PER_MINUTE = 240  # the project's budget: 240 / 6 = 40 calls per 10-second window
 BUDGET = RATE_LIMIT_PER_MINUTE // 6
 WINDOW = 10

@@ -1,4 +1,4 @@
-"""Signature checks against the vendors' own vectors in shared/vectors."""
+"""Signature checks against the vendors' own vectors (tests/fixtures/vendor/vectors)."""
 
 from __future__ import annotations
 

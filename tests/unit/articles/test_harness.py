@@ -15,7 +15,7 @@ import fakeredis
 import pytest
 from celery import Celery
 
-from tests.conftest import SHARED, make_settings
+from tests.conftest import OPENAPI, make_settings
 from tests.jobs import queued_jobs
 from workers.articles.sync import Result, delete_document, sync_document
 from workers.clients.services import Services
@@ -23,7 +23,6 @@ from workers.jobs.celery_app import configure_celery
 from workers.sandbox import fake_intercom, fake_sanity
 from workers.sandbox.server import BackgroundServer
 
-OPENAPI = SHARED / "intercom-openapi" / "api.intercom.io.2.14.yaml"
 AUTHOR_ID = "1295"  # the fake Intercom's admin
 COLLECTION_ID = "77"
 WEBHOOK_SECRET = "whsec-articles-tests"

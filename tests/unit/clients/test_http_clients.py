@@ -20,7 +20,7 @@ import pytest
 import requests
 import responses
 
-from tests.conftest import SHARED
+from tests.conftest import OPENAPI
 from workers.clients.http import JsonApi, safe_id
 from workers.clients.intercom import IntercomClient, gone
 from workers.clients.sanity import SanityClient
@@ -30,7 +30,6 @@ from workers.sandbox.openapi_check import get_checker
 
 BASE = "https://api.intercom.test"
 TOKEN = "tok_unit_7f3a9c"
-OPENAPI = SHARED / "intercom-openapi" / "api.intercom.io.2.14.yaml"
 
 
 class RecordingLimiter:

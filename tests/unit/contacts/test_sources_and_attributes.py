@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import re
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -17,6 +16,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import OPENAPI, VECTORS
 from workers.contacts import (
     DEFAULT_DENY,
     EmailDomainSource,
@@ -38,9 +38,7 @@ from workers.contacts import (
 )
 from workers.contacts import sources as sources_module
 
-SHARED = Path(__file__).resolve().parents[3].parent / "shared"
-NOTIFICATIONS = SHARED / "vectors" / "intercom-notifications"
-OPENAPI = SHARED / "intercom-openapi" / "api.intercom.io.2.14.yaml"
+NOTIFICATIONS = VECTORS / "intercom-notifications"
 
 URL = "https://enrich.example.test/v1/lookup"
 TOKEN = "tok_enrich_s3cr3t"

@@ -7,10 +7,10 @@ import copy
 import json
 import logging
 import time
-from pathlib import Path
 
 import pytest
 
+from tests.conftest import VECTORS
 from workers.conversations.rules import (
     Assignment,
     MatchContext,
@@ -24,8 +24,7 @@ from workers.conversations.rules import (
     load_rules,
 )
 
-SHARED = Path(__file__).resolve().parents[3].parent / "shared"
-NOTIFICATIONS = SHARED / "vectors" / "intercom-notifications"
+NOTIFICATIONS = VECTORS / "intercom-notifications"
 
 # DESIGN.md §3 "Tagging rules file" (only the comment spacing shortened to fit a line).
 DESIGN_RULES = """\

@@ -23,7 +23,7 @@ import fakeredis
 import pytest
 from celery import Celery
 
-from tests.conftest import SHARED, VECTORS, make_settings
+from tests.conftest import OPENAPI, VECTORS, make_settings
 from workers.clients.services import Services
 from workers.conversations.rules import RulesError
 from workers.conversations.tagging import (
@@ -48,7 +48,6 @@ from workers.sandbox.samples import SAMPLE_RULES
 from workers.sandbox.server import BackgroundServer
 
 # SAMPLE_RULES: DESIGN §3's sample rules, as the sandbox ships them.
-OPENAPI = SHARED / "intercom-openapi" / "api.intercom.io.2.14.yaml"
 NOTIFICATIONS = VECTORS / "intercom-notifications"
 ADMIN_ID = "1295"
 

@@ -9,7 +9,7 @@ import re
 import jsonschema
 import yaml
 
-from tests.conftest import REPO_ROOT, SHARED
+from tests.conftest import REPO_ROOT, VENDOR
 from workers.ops.processes import PROCESSES
 from workers.settings import Settings
 
@@ -19,12 +19,12 @@ def _compose() -> dict:
 
 
 def test_compose_file_is_valid_against_the_compose_specification() -> None:
-    schema = json.loads((SHARED / "compose-spec" / "compose-spec.json").read_text())
+    schema = json.loads((VENDOR / "compose-spec" / "compose-spec.json").read_text())
     jsonschema.Draft7Validator(schema).validate(_compose())
 
 
 def test_compose_spec_check_can_fail() -> None:
-    schema = json.loads((SHARED / "compose-spec" / "compose-spec.json").read_text())
+    schema = json.loads((VENDOR / "compose-spec" / "compose-spec.json").read_text())
     broken = _compose()
     broken["services"]["web"]["restart_policy"] = "always"  # not a service key
     assert list(jsonschema.Draft7Validator(schema).iter_errors(broken))

@@ -22,6 +22,7 @@ import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import OPENAPI
 from workers.sandbox.fake_intercom import (
     DEFAULT_TOKEN,
     STATE_EXTENSION,
@@ -35,12 +36,6 @@ from workers.sandbox.server import BackgroundServer
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
-def shared_dir() -> Path:
-    """The read-only ``shared`` folder next to the repository (see shared/README.md)."""
-    return Path(__file__).resolve().parents[3].parent / "shared"
-
-
-OPENAPI = shared_dir() / "intercom-openapi" / "api.intercom.io.2.14.yaml"
 HEADERS = {
     "Authorization": f"Bearer {DEFAULT_TOKEN}",
     "Accept": "application/json",
