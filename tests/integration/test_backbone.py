@@ -281,7 +281,9 @@ def test_killed_worker_process_job_runs_again_and_a_job_that_kills_is_parked(
                                                               "WorkerLost")  # fmt: skip
         assert entry.attempts == 2
         assert real_redis.llen(started + "killer") == 2  # ran twice, parked on the third
-        parked = lines(worker, "task.parked", task_id=killer)
+        # the store is written just before the log line: wait for the line, do not race it
+        parked = wait_for(lambda: lines(worker, "task.parked", task_id=killer), 10,
+                          "the task.parked line")  # fmt: skip
         assert [p.get("reason") for p in parked] == ["worker_lost"]
         wait_for(lambda: real_redis.llen("maintenance") == 0 and real_redis.hlen("unacked") == 0,
                  10, "no message left to deliver")  # fmt: skip
