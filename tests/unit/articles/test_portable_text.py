@@ -226,7 +226,7 @@ def source_words(blocks: Any) -> list[str]:
             elif kind == "table":
                 for row in value.get("rows") or []:
                     for cell in (row or {}).get("cells") or []:
-                        words.extend(str(cell).split())
+                        words.extend(cell.split() if isinstance(cell, str) else ())
             elif kind == "callout" and isinstance(value.get("text"), str):
                 words.extend(value["text"].split())
             stack.extend(reversed([value[k] for k in ("children", "body") if k in value]))
