@@ -184,7 +184,9 @@ class _Checker(HTMLParser):
             self.add("removed", f"<{tag}> is removed with its content")
         elif tag in ("h3", "h4", "h5", "h6"):
             self.add("heading", f"<{tag}> is replaced by a level Intercom has (h1/h2)")
-        elif tag not in ALLOWED_TAGS:
+        elif tag not in ALLOWED_TAGS and tag != "div":
+            # (a div is a paragraph to Intercom, or the documented wrapper of an image or
+            # button: what matters is the text in it, which is checked as loose text)
             self.add("tag", f"<{tag}> is not kept (its text is moved into a paragraph)")
         self._attributes(tag, attrs)
         if tag in _LISTS and self.open["li"]:
