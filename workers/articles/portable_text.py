@@ -717,7 +717,7 @@ class _Renderer:
         items: list[str] = []
         for item in node.items:
             inner = self._render_list_item(item)
-            if _has_content(inner):
+            if inner:
                 items.append(f"<li>{inner}</li>")
         if not items:
             self.degrade("empty list skipped")
@@ -727,8 +727,10 @@ class _Renderer:
     def _render_list_item(self, item: _TextBlock) -> str:
         """The item's own text, then every item of the lists nested in it as a line of its
         own (``<br/>``), in document order."""
-        lines = [self._item_line(item), *self._flatten(self._nested(item))]
-        return "<br/>".join(line for line in lines if _has_content(line))
+        own = self._item_line(item)
+        lines = [own] if _has_content(own) else []
+        lines += self._flatten(self._nested(item))
+        return "<br/>".join(lines)  # "" when neither the item nor its children show anything
 
     def _flatten(self, lists: list[_List]) -> list[str]:
         """Nested lists as lines, depth first with an explicit stack (no recursion): each
@@ -746,8 +748,10 @@ class _Renderer:
                     work.append((nested.items[n - 1], None, depth, n if numbered else 0))
                 continue
             assert item is not None
-            marker = f"{number}." if number else "\u2022"
-            out.append(f"{'&nbsp;' * (2 * (depth - 1))}{marker} {self._item_line(item)}")
+            own = self._item_line(item)
+            if _has_content(own):
+                marker = f"{number}." if number else "\u2022"
+                out.append(f"{'&nbsp;' * (2 * (depth - 1))}{marker} {own}")
             work.extend((None, deeper, depth + 1, 0) for deeper in reversed(self._nested(item)))
         return out
 
@@ -868,7 +872,10 @@ def _has_content(html: str) -> bool:
     (what Intercom's "non-empty ``li``" asks for)."""
     if "<img " in html or "<iframe " in html:
         return True
-    return bool(htmllib.unescape(_TAGS.sub("", html)).strip())
+    text = _TAGS.sub("", html).replace("&nbsp;", " ").strip()
+    if "&" not in text:
+        return bool(text)  # the common case, without decoding entities
+    return bool(htmllib.unescape(text).strip())
 
 
 def render(blocks: list[dict] | None, options: RenderOptions) -> Rendered:
