@@ -99,8 +99,13 @@ def _cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
 
 def _cmd_articles(args: argparse.Namespace, settings: Settings) -> int:
     from workers.articles.preview import run_preview
+    from workers.jobs.errors import ServiceError
 
-    return run_preview(_services(settings), args.document_id, sys.stdout)
+    try:
+        return run_preview(_services(settings), args.document_id, sys.stdout)
+    except ServiceError as exc:
+        print(f"intercom-sync: could not read {args.document_id!r}: {exc}", file=sys.stderr)
+        return 1
 
 
 def _confirm(question: str, assume_yes: bool) -> bool:

@@ -141,3 +141,23 @@ def test_dry_run_counts_changes_per_document(harness: Harness) -> None:
 def test_odd_bodies_still_sync(harness: Harness, extra: dict[str, Any]) -> None:
     harness.sanity.seed([{**article_doc("odd", "Odd"), **extra}])
     assert harness.sync("odd").outcome == "created"
+
+
+def test_preview_command_with_sanity_down_is_one_line_and_exit_1(monkeypatch, capsys) -> None:
+    import fakeredis
+
+    from tests.conftest import make_settings
+    from workers.clients.services import Services
+
+    settings = make_settings(INTERCOM_ACCESS_TOKEN="t", INTERCOM_AUTHOR_ID="1",
+                             INTERCOM_DEFAULT_COLLECTION_ID="2", SANITY_PROJECT_ID="p",
+                             SANITY_DATASET="d", SANITY_TOKEN="s",
+                             SANITY_API_BASE="http://127.0.0.1:9", REDIS_URL="redis://127.0.0.1:9/0",
+                             SANITY_RATE_LIMIT_PER_SECOND="500")  # fmt: skip
+    monkeypatch.setattr(cli, "get_settings", lambda: settings)
+    monkeypatch.setattr(cli, "_services",
+                        lambda s: Services(s, redis_client=fakeredis.FakeRedis()))  # fmt: skip
+    assert cli.main(["articles", "preview", "doc-1"]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith("intercom-sync: could not read 'doc-1': "), err
