@@ -13,7 +13,10 @@ what Intercom enforces. So this fake is strict where Intercom is strict:
   every violation recorded so a test can assert there were none;
 * Intercom's semantics where the sync depends on them: tags are created-or-returned by name,
   articles list most recently updated first, contacts answer 409 on duplicates and 404 once
-  merged or deleted, custom attributes must exist as data attributes first.
+  merged or deleted, custom attributes must exist as data attributes first;
+* article bodies as Intercom treats them (``article_html``): ``400`` for what it refuses (an
+  image it cannot upload, an empty list, a table in a list item ...), and otherwise stored the
+  way a reader sees them (``h3``-``h6`` as ``h2``, unsupported tags dropped, their text moved).
 
 It also lets tests break things on purpose (queued 5xx/429 answers, slow answers that make
 clients time out after the write happened, latency on every answer) and look inside
