@@ -192,3 +192,24 @@ def test_reconcile_repairs_missed_webhooks(stack: Stack) -> None:
     summary = stack.events("articles.reconciled")[-1]
     assert summary["enqueued"] >= 1 and summary["missing"] >= 1
     assert sanity.document("e2e-missed")["intercomArticleId"]
+
+
+def test_document_with_every_construct_is_an_article_readers_see_in_full(stack: Stack) -> None:
+    """Images in formats Intercom refuses, nested lists, h3-h6, blockquotes, callouts, tables,
+    code, video embeds, underline ...: the fake Intercom answers 400 for what Intercom refuses
+    and stores what it keeps, so no 400, no parked job and every word readable."""
+    from tests.unit.articles.test_article_bodies import every_construct
+    from tests.unit.articles.test_portable_text import assert_words_in_order
+
+    blocks = every_construct()
+    sanity, before = stack.fakes.sanity, stack.fakes.calls()
+    sanity.publish({**article_doc("e2e-every", "Everything"), "body": blocks})
+    assert stack.wait_outcomes("e2e-every", 2) == ["created", "unchanged"]
+    assert _delta(stack, before) == {POST: 1}
+    assert [e for e in stack.events("task.parked")] == []
+    mapped = sanity.document("e2e-every")["intercomArticleId"]
+    (article,) = [a for a in stack.fakes.articles() if a["id"] == mapped]
+    assert_words_in_order(blocks, article["body"])
+    created = [e for e in stack.events("article.synced")
+               if e.get("document_id") == "e2e-every" and e["outcome"] == "created"]  # fmt: skip
+    assert "heading h3 sent as h2" in created[0]["degradations"]

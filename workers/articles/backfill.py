@@ -6,7 +6,12 @@ the rest under the shared Intercom rate limit, so a backfill of thousands of doc
 competes with webhooks for more than its share of the budget (articles have their own queue).
 
 ``--dry-run`` reads each document and says whether its job would create, update or skip the
-article, from the mapping and content hashes alone: no Intercom call and nothing queued.
+article, from the mapping and content hashes alone, and how the rendered body differs from the
+document (with any break of Intercom's article rules): no Intercom call and nothing queued.
+
+After an upgrade that changes the renderer (its version is part of every content hash), a
+``backfill articles`` re-renders and re-sends every article at once instead of one by one on
+each document's next publish.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from datetime import UTC, datetime
 from typing import TextIO
 
 from workers.articles import queries
-from workers.articles.content import ArticleInvalid
+from workers.articles.content import ArticleInvalid, degradation_summary
+from workers.articles.preview import plan_violations
 from workers.articles.reconcile import format_time
 from workers.articles.sync import ArticleSync, Preview
 from workers.clients.services import Services
@@ -78,10 +84,17 @@ def enqueue_all(services: Services, since: str, out: TextIO, err: TextIO) -> int
     return progress.count
 
 
-def _preview_line(preview: Preview) -> str:
+def _preview_line(preview: Preview, broken: int = 0) -> str:
     title = f" {preview.title!r}" if preview.title else ""
     article = f" article {preview.article_id}" if preview.article_id else ""
-    return f"{preview.action:<7}{preview.document_id}{title}{article} ({preview.reason})"
+    line = f"{preview.action:<7}{preview.document_id}{title}{article} ({preview.reason})"
+    changes = sum((preview.degradations or {}).values())
+    if changes:
+        summary = degradation_summary(preview.degradations or {}, 5)
+        line += f"; {changes} change(s) to the content: {summary}"
+    if broken:
+        line += f"; {broken} break(s) of Intercom's article rules"
+    return line
 
 
 def dry_run(services: Services, since: str, out: TextIO, err: TextIO) -> Counter[str]:
@@ -90,12 +103,18 @@ def dry_run(services: Services, since: str, out: TextIO, err: TextIO) -> Counter
     progress = Progress(err, "checked")
     planned: set[str] = set()
     totals: Counter[str] = Counter()
+    degraded: Counter[str] = Counter()
     article_type = services.settings.SANITY_ARTICLE_TYPE
     for document in queries.documents(services.sanity, article_type, since):
         try:
             preview = sync.preview(document["_id"], planned)
-            line = _preview_line(preview)
+            broken = len(plan_violations(preview.plan)) if preview.plan is not None else 0
+            line = _preview_line(preview, broken)
             totals[preview.action] += 1
+            if preview.degradations:
+                totals["degraded"] += 1
+                degraded.update(preview.degradations)
+            totals["broken"] += int(bool(broken))
         except ArticleInvalid as exc:
             line = f"invalid {document['_id']} ({exc})"
             totals["invalid"] += 1
@@ -104,8 +123,15 @@ def dry_run(services: Services, since: str, out: TextIO, err: TextIO) -> Counter
     progress.done()
     actions = ("create", "update", "skip", "delete", "invalid")
     summary = ", ".join(f"{action} {totals[action]}" for action in actions if totals[action])
-    print(f"dry run: {sum(totals.values())} documents: {summary or 'nothing to do'}; "
+    documents = sum(totals[action] for action in actions)
+    print(f"dry run: {documents} documents: {summary or 'nothing to do'}; "
           "no Intercom call made, nothing queued", file=out)  # fmt: skip
+    if degraded:
+        print(f"content changes in {totals['degraded']} document(s): "
+              f"{degradation_summary(dict(degraded.most_common()), 10)}", file=out)  # fmt: skip
+    if totals["broken"]:
+        print(f"{totals['broken']} document(s) break Intercom's article rules "
+              "(see `intercom-sync articles preview DOCUMENT_ID`)", file=out)  # fmt: skip
     return totals
 
 

@@ -13,7 +13,9 @@ not see (``intercomArticleId`` written back, a new ``_rev`` or
 
 Bodies are rendered by :mod:`workers.articles.portable_text`, which asks a link resolver for the URL
 of each referenced article; the resolved URL is part of the body, so a link becoming resolvable is
-a change that is sent.
+a change that is sent. The renderer's version is part of each locale's hash: a renderer that sends
+different HTML for the same document changes every hash, so each article is re-sent once, on its
+next sync or all at once with ``intercom-sync backfill articles``.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from workers.articles.model import Member, Snapshot
-from workers.articles.portable_text import RenderOptions, render
+from workers.articles.portable_text import RENDERER_VERSION, RenderOptions, render
 from workers.jobs.errors import PermanentServiceError
 from workers.jobs.logs import log_event
 from workers.settings import Settings
@@ -94,6 +96,21 @@ def digest(value: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+def content_hash(fields: dict[str, Any]) -> str:
+    """A locale's hash: what is sent, and which renderer version produced it."""
+    return digest({**fields, "renderer": RENDERER_VERSION})
+
+
+def degradation_summary(degradations: dict[str, int], limit: int = 20) -> str | None:
+    """``"heading h3 sent as h2 x2; underline formatting dropped"`` for one log field (None:
+    nothing was degraded)."""
+    if not degradations:
+        return None
+    parts = [what if count == 1 else f"{what} x{count}" for what, count in degradations.items()]
+    more = f"; and {len(parts) - limit} more" if len(parts) > limit else ""
+    return "; ".join(parts[:limit]) + more
+
+
 @dataclass(frozen=True)
 class LocaleContent:
     """One locale's ``article_content`` (without ``type``) and its hash."""
@@ -104,6 +121,7 @@ class LocaleContent:
     hash: str
     references: frozenset[str] = frozenset()
     unresolved: frozenset[str] = frozenset()
+    degradations: tuple[tuple[str, int], ...] = ()
 
     def translated(self) -> dict[str, Any]:
         return {"type": "article_content", **self.fields}
@@ -132,6 +150,19 @@ class ArticlePlan:
     def locale_hashes(self) -> dict[str, str]:
         """``{intercom locale: hash}`` of the translations (what ``translated_content`` holds)."""
         return {content.locale: content.hash for content in self.translations}
+
+    @property
+    def degradations(self) -> dict[str, int]:
+        """How the rendered bodies differ from the documents, summed over the locales sent."""
+        total: dict[str, int] = {}
+        seen: set[str] = set()
+        for content in (self.main, *self.translations):
+            if content.document_id in seen:
+                continue  # the main content may also be its locale's translation
+            seen.add(content.document_id)
+            for what, count in content.degradations:
+                total[what] = total.get(what, 0) + count
+        return total
 
     @property
     def unresolved(self) -> frozenset[str]:
@@ -194,8 +225,8 @@ def render_locale(member: Member, locale: str, settings: Settings,
         "author_id": int(settings.INTERCOM_AUTHOR_ID or 0),
         "state": _state(member),
     }
-    content = LocaleContent(locale, doc.id, fields, digest(fields), rendered.references,
-                            rendered.unresolved)  # fmt: skip
+    content = LocaleContent(locale, doc.id, fields, content_hash(fields), rendered.references,
+                            rendered.unresolved, rendered.degradations)  # fmt: skip
     return content, rendered.skipped_types
 
 

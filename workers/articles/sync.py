@@ -21,7 +21,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from workers.articles import queries
-from workers.articles.content import ArticlePlan, LocaleContent, build_plan, main_member
+from workers.articles.content import (
+    ArticlePlan,
+    LocaleContent,
+    build_plan,
+    degradation_summary,
+    main_member,
+)
 from workers.articles.intent import Intents, certainly_not_sent, find_adoptable
 from workers.articles.links import LinkResolver, release_waiting, wait_for_targets
 from workers.articles.model import ArticleDoc, Snapshot
@@ -48,6 +54,7 @@ class Result:
     group: str | None = None
     article_id: str | None = None
     written_back: int = 0
+    degradations: dict[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,8 @@ class Preview:
     article_id: str | None
     title: str | None
     reason: str = ""
+    degradations: dict[str, int] | None = None
+    plan: ArticlePlan | None = None
 
 
 def _older_or_equal(stored: str, current: str) -> bool:
@@ -131,7 +140,8 @@ class ArticleSync:
         result = self._dispatch(self.read(document_id))
         log_event(logger, "article.synced", outcome=result.outcome, document_id=document_id,
                   group=result.group, article_id=result.article_id,
-                  written_back=result.written_back or None)  # fmt: skip
+                  written_back=result.written_back or None,
+                  degradations=degradation_summary(result.degradations or {}))  # fmt: skip
         return result
 
     def _dispatch(self, snapshot: Snapshot, *, again: bool = True) -> Result:
@@ -205,7 +215,8 @@ class ArticleSync:
             self._save(snapshot, record, plan, new_id, replaces, revisions)
         if outcome in NEW_ARTICLE:
             release_waiting(self.store, self.services.enqueuer, snapshot.member_ids, new_id)
-        return Result(outcome, snapshot.document_id, snapshot.key, new_id, len(written))
+        return Result(outcome, snapshot.document_id, snapshot.key, new_id, len(written),
+                      plan.degradations)  # fmt: skip
 
     def _save(
         self,
@@ -321,7 +332,8 @@ class ArticleSync:
         else:
             action, reason = "update", "changed" if record.hash else "hash unknown"
         planned.add(snapshot.key)
-        return Preview(action, document_id, snapshot.key, article_id, plan.title, reason)
+        return Preview(action, document_id, snapshot.key, article_id, plan.title, reason,
+                       plan.degradations, plan)  # fmt: skip
 
 
 def _draft_body(record: GroupRecord) -> dict[str, Any]:

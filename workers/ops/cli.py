@@ -97,6 +97,17 @@ def _cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
         return 2
 
 
+def _cmd_articles(args: argparse.Namespace, settings: Settings) -> int:
+    from workers.articles.preview import run_preview
+    from workers.jobs.errors import ServiceError
+
+    try:
+        return run_preview(_services(settings), args.document_id, sys.stdout)
+    except ServiceError as exc:
+        print(f"intercom-sync: could not read {args.document_id!r}: {exc}", file=sys.stderr)
+        return 1
+
+
 def _confirm(question: str, assume_yes: bool) -> bool:
     if assume_yes:
         return True
@@ -281,6 +292,24 @@ def build_parser() -> argparse.ArgumentParser:
     articles.add_argument("--dry-run", action="store_true",
                           help="print what each sync would do; queue nothing")
     backfill.set_defaults(handler=_cmd_backfill)
+
+    articles_cmd = sub.add_parser(
+        "articles",
+        help="see what article sync would send for a document",
+        description="Article tools that write nothing.",
+    )
+    articles_sub = articles_cmd.add_subparsers(dest="articles_command", metavar="ACTION",
+                                               required=True)  # fmt: skip
+    preview = articles_sub.add_parser(
+        "preview", help="the HTML a sync would send and how it differs from the document",
+        description="Read DOCUMENT_ID (and its translation group) from Sanity and print, per "
+        "locale, the article body a sync would send to Intercom, each change to the content "
+        "(headings mapped to h2, formatting Intercom cannot hold, flattened lists, skipped "
+        "block types ...) and any break of Intercom's article rules. Calls no Intercom API "
+        "and writes nothing.",
+    )  # fmt: skip
+    preview.add_argument("document_id", metavar="DOCUMENT_ID", help="a Sanity document id")
+    articles_cmd.set_defaults(handler=_cmd_articles)
     return parser
 
 

@@ -13,7 +13,10 @@ what Intercom enforces. So this fake is strict where Intercom is strict:
   every violation recorded so a test can assert there were none;
 * Intercom's semantics where the sync depends on them: tags are created-or-returned by name,
   articles list most recently updated first, contacts answer 409 on duplicates and 404 once
-  merged or deleted, custom attributes must exist as data attributes first.
+  merged or deleted, custom attributes must exist as data attributes first;
+* article bodies as Intercom treats them (``article_html``): ``400`` for what it refuses (an
+  image it cannot upload, an empty list, a table in a list item ...), and otherwise stored the
+  way a reader sees them (``h3``-``h6`` as ``h2``, unsupported tags dropped, their text moved).
 
 It also lets tests break things on purpose (queued 5xx/429 answers, slow answers that make
 clients time out after the write happened, latency on every answer) and look inside
@@ -49,6 +52,8 @@ from typing import Any, NamedTuple
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
+
+from workers.sandbox import article_html
 
 __all__ = [
     "DEFAULT_TOKEN",
@@ -283,6 +288,19 @@ def _bad(message: str, code: str = "parameter_invalid") -> ApiError:
 
 def _not_found(message: str = "Resource Not Found", code: str = "not_found") -> ApiError:
     return ApiError(404, code, message)
+
+
+def _article_body(value: Any) -> str:
+    """An article body as Intercom stores it, or its 400 for what Intercom refuses (an image
+    it cannot upload, an empty list, a table in a list item or table, a foreign iframe).
+    Sources: developers.intercom.com docs/guides/help-center/supported-html ("Allowed HTML for
+    Articles") and help article 4103903; the rules and how a body is kept are in
+    ``workers.sandbox.article_html``."""
+    text = "" if value is None else str(value)
+    refused = article_html.hard_failures(text)
+    if refused:
+        raise _bad(f"body is invalid: {refused[0].message}")
+    return article_html.keep(text)
 
 
 class FakeIntercomState:
@@ -659,9 +677,10 @@ class FakeIntercomState:
             if not isinstance(body["title"], str) or not body["title"].strip():
                 raise _bad("title must be a non-empty string")
             article["title"] = body["title"]
-        for key in ("description", "body"):
-            if key in body:
-                article[key] = "" if body[key] is None else str(body[key])
+        if "description" in body:
+            article["description"] = "" if body["description"] is None else str(body["description"])
+        if "body" in body:
+            article["body"] = _article_body(body["body"])
         if "author_id" in body:
             author = _as_int(body["author_id"])
             if author is None or str(author) not in self._admins:
@@ -690,7 +709,11 @@ class FakeIntercomState:
                 raise _bad("translated_content must be an object")
             # Locales sent replace those locales; locales not sent are kept.
             merged = copy.deepcopy(article["translated_content"] or {})
-            merged.update(copy.deepcopy(dict(content)))
+            sent = copy.deepcopy(dict(content))
+            for locale in sent.values():
+                if isinstance(locale, dict) and "body" in locale:
+                    locale["body"] = _article_body(locale["body"])
+            merged.update(sent)
             article["translated_content"] = merged
 
     def create_article(self, body: Mapping[str, Any]) -> JSON:
