@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 import redis
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
 from app.signatures import intercom_signature, sanity_signature_header
 from tests.conftest import VECTORS
 from tests.processes import base_env, celery_worker, gunicorn, wait_for
+from tests.scrape import by_labels, samples, value
 from tests.unit.conversations.test_tagging import ADMIN_ID, TEXT_RULES, FakeIntercom, services_for
 from workers.jobs import routing
 from workers.ops.embedded_redis import free_port
@@ -35,29 +35,11 @@ pytestmark = pytest.mark.integration
 INTERCOM_SECRET = "c1ient-secret-for-tests"
 SANITY_SECRET = "whsec-integration"
 TOKEN = "metrics-token-for-the-tests"
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 def scrape(url: str, token: str | None = TOKEN) -> requests.Response:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     return requests.get(url, headers=headers, timeout=10)
-
-
-def samples(text: str) -> Samples:
-    """Every sample of a scrape: (name, sorted labels) → value."""
-    found: Samples = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return found
-
-
-def value(found: Samples, name: str, **labels: str) -> float | None:
-    return found.get((name, tuple(sorted(labels.items()))))
-
-
-def by_labels(found: Samples, name: str) -> dict[tuple[tuple[str, str], ...], float]:
-    return {labels: v for (n, labels), v in found.items() if n == name}
 
 
 def notification(conversation_id: str, notification_id: str) -> bytes:
@@ -174,6 +156,7 @@ def test_a_scripted_run_moves_each_counter_by_what_happened(
         "articles.sync:parked": 1, "maintenance.replay_dead_letters:succeeded": 1,
     }, tasks  # fmt: skip
     assert value(got, "intercom_sync_task_duration_seconds_count", task="conversations.tag") == 4
+    assert ("intercom_sync_tasks_in_progress", (("task", "conversations.tag"),)) in got
     assert value(got, "intercom_sync_tasks_in_progress", task="conversations.tag") == 0
 
     calls = {(dict(labels)["method"], dict(labels)["route"], dict(labels)["status"]): v

@@ -83,7 +83,13 @@ from prometheus_client import (  # noqa: E402
     Histogram,
     generate_latest,
 )
+from prometheus_client import values as _values  # noqa: E402
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead  # noqa: E402
+
+if not getattr(_values.ValueClass, "_multiprocess", False):
+    # Something imported the library before this module settled the variable (a test helper,
+    # another library): switch it to multiprocess mode now, before any metric below exists.
+    _values.ValueClass = _values.get_value_class()
 
 from workers.settings import Secret  # noqa: E402
 
@@ -179,7 +185,9 @@ SCRAPED: dict[str, tuple[str, str, tuple[str, ...]]] = {
 
 def definitions() -> dict[str, tuple[str, tuple[str, ...]]]:
     """Every exported metric family: name → (type, label names)."""
-    found = {m._name: (m._type, tuple(m._labelnames)) for m in RECORDED}
+    # The library keeps a counter's name without ``_total``; it is exposed with it.
+    found = {m._name + ("_total" if m._type == "counter" else ""): (m._type, tuple(m._labelnames))
+             for m in RECORDED}  # fmt: skip
     found.update({name: (kind, labels) for name, (kind, _, labels) in SCRAPED.items()})
     return found
 
