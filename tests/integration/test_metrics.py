@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import math
+import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +25,7 @@ import requests
 
 from app.signatures import intercom_signature, sanity_signature_header
 from tests.conftest import VECTORS
-from tests.processes import base_env, celery_worker, gunicorn, wait_for
+from tests.processes import base_env, celery_worker, deployment_command, gunicorn, wait_for
 from tests.scrape import by_labels, samples, value
 from tests.unit.conversations.test_tagging import ADMIN_ID, TEXT_RULES, FakeIntercom, services_for
 from workers.jobs import routing
@@ -80,6 +82,7 @@ def test_a_scripted_run_moves_each_counter_by_what_happened(
         METRICS_TOKEN=TOKEN, METRICS_PORT=str(metrics_port), METRICS_HOST="127.0.0.1",
         WEBHOOK_MAX_BODY_BYTES="4096", RETRY_BACKOFF_MAX="4",
     )  # fmt: skip
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # as in production: each server makes its own
     base = f"http://127.0.0.1:{web_port}"
     worker_url = f"http://127.0.0.1:{metrics_port}/metrics"
 
@@ -186,3 +189,17 @@ def test_a_scripted_run_moves_each_counter_by_what_happened(
     assert 0 <= ages[routing.MAINTENANCE_REPLAY_DEAD_LETTERS] < 60
     assert math.isinf(ages[routing.CONTACTS_REFRESH_STALE])  # never ran
     assert not by_labels(got, "intercom_sync_webhooks_total")
+
+
+def test_a_worker_whose_metrics_port_is_taken_stops_with_one_line(real_redis_url: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = base_env(REDIS_URL=real_redis_url, METRICS_PORT=str(port),
+                       METRICS_HOST="127.0.0.1")  # fmt: skip
+        result = subprocess.run(deployment_command("worker", "--concurrency", "1"), env=env,
+                                capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"intercom-sync: METRICS_PORT: cannot listen on 127.0.0.1:{port} (Address already in use)"]
