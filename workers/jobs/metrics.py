@@ -380,13 +380,35 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class MetricsServer(ThreadingHTTPServer):
+    """One thread per connection, at most ``max_connections`` at once (each lives at most the
+    handler's timeout): connections beyond that are closed at once, so clients that stall
+    cannot pile up threads in the worker's main process."""
+
     daemon_threads = True
+    max_connections = 32
 
     def __init__(self, address: tuple[str, int], token: Secret | None,
                  collectors: Iterable[Any]) -> None:  # fmt: skip
         self.token = token
         self.collectors = list(collectors)
+        self._slots = threading.BoundedSemaphore(self.max_connections)
         super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 def serve(host: str, port: int, token: Secret | None, collectors: Iterable[Any] = ()

@@ -236,6 +236,29 @@ def test_the_worker_endpoint_wants_the_token_and_serves_only_metrics() -> None:
         server.server_close()
 
 
+def test_stalled_clients_cannot_pile_up_threads(monkeypatch) -> None:
+    import socket
+
+    monkeypatch.setattr(metrics.MetricsServer, "max_connections", 3)
+    monkeypatch.setattr(metrics._Handler, "timeout", 1.5)
+    port = free_port()
+    server = metrics.serve("127.0.0.1", port, None)
+    try:
+        stalled = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+        for sock in stalled:
+            sock.sendall(b"GET /metrics HTTP/1.1\r\n")  # and never finish the request
+        time.sleep(0.3)
+        with pytest.raises(requests.ConnectionError):  # over the cap: closed at once
+            requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+        time.sleep(2.0)  # the stalled ones time out and free their slots
+        assert requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).status_code == 200
+        for sock in stalled:
+            sock.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_a_stalled_client_does_not_block_the_endpoint() -> None:
     import socket
 
