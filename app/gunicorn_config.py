@@ -9,14 +9,23 @@ imports carry a leading underscore.
 
 from __future__ import annotations
 
+import sys as _sys
 from typing import Any
 
 from workers.jobs import metrics as _metrics
+from workers.settings import get_settings as _get_settings
 
 
 def on_starting(server: Any) -> None:
-    """In the master, before the first fork: a directory of this server's own."""
-    _metrics.claim_directory("web")
+    """In the master, before the first fork: a directory of this server's own. A malformed
+    setting (say a PROMETHEUS_MULTIPROC_DIR that cannot be created) stops it here in one line,
+    as it would stop every worker."""
+    try:
+        _get_settings()
+        _metrics.claim_directory("web")
+    except (ValueError, OSError) as exc:  # SettingsError is a ValueError
+        print(f"intercom-sync: {exc}", file=_sys.stderr, flush=True)
+        raise SystemExit(2) from None
 
 
 def child_exit(server: Any, worker: Any) -> None:
