@@ -116,9 +116,9 @@ def _forget_deliveries(services: Services, key: str) -> None:
 def _requeue(reason: BaseException, fields: dict[str, Any]) -> Reject:
     """Put the message back instead of letting Celery acknowledge a job whose outcome could
     not be recorded (see the module docstring)."""
+    metrics.task_finished(fields["task"], "requeued")
     log_event(logger, "task.requeued", logging.WARNING, error_type=type(reason).__name__,
               error=scrub(str(reason))[:300], **fields)  # fmt: skip
-    metrics.task_finished(fields["task"], "requeued")
     return Reject(reason, requeue=True)
 
 
@@ -145,8 +145,8 @@ def run_with_policy(task: Task, name: str, fn: Callable[..., Any], args: tuple[A
         with _requeue_if_unreachable(fields):
             services.dead_letters.park(name, args, lost, attempts=deliveries - 1)
         _forget_deliveries(services, delivery_key)
-        log_event(logger, "task.parked", logging.ERROR, reason="worker_lost", **fields)
         metrics.task_finished(name, "parked")
+        log_event(logger, "task.parked", logging.ERROR, reason="worker_lost", **fields)
         return None
     started = time.monotonic()
     log_event(logger, "task.started", task_args=list(args), **fields)
@@ -179,9 +179,9 @@ def run_with_policy(task: Task, name: str, fn: Callable[..., Any], args: tuple[A
                 raise _requeue(reason, fields) from None
         with _requeue_if_unreachable(fields):
             services.dead_letters.park(name, args, exc, attempts=request.retries + 1)
+        metrics.task_finished(name, "parked")
         log_event(logger, "task.parked", logging.ERROR, error_type=type(exc).__name__,
                   error=error, request_id=getattr(exc, "request_id", None), **fields)  # fmt: skip
-        metrics.task_finished(name, "parked")
         raise
     _forget_deliveries(services, delivery_key)
     with suppress(redis.RedisError):  # bookkeeping: the job itself is done
