@@ -38,7 +38,8 @@ logger = logging.getLogger("intercom_sync.metrics")
 
 # kombu's Redis transport keeps delivered, unacknowledged messages in this hash.
 UNACKED = "unacked"
-# A beat job of a switched-off feature never succeeds; its age would only raise false alarms.
+# A beat job of a switched-off feature has nothing to do (reconcile even fails for want of its
+# settings): its age would only raise false alarms.
 BEAT_JOB_FEATURES = {
     routing.ARTICLES_RECONCILE: "articles",
     routing.CONTACTS_REFRESH_STALE: "enrichment",
