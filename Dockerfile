@@ -17,4 +17,4 @@ RUN pip install --no-cache-dir /wheels/* && rm -rf /wheels \
 USER intercom-sync
 WORKDIR /home/intercom-sync
 EXPOSE 8000
-CMD ["gunicorn", "--timeout", "30", "--graceful-timeout", "20", "--keep-alive", "5", "app:create_app()"]
+CMD ["gunicorn", "--config", "python:app.gunicorn_config", "--timeout", "30", "--graceful-timeout", "20", "--keep-alive", "5", "app:create_app()"]

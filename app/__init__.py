@@ -13,12 +13,13 @@ from collections.abc import Callable
 
 import redis
 from celery import Celery
-from flask import Flask, Response, g
+from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from app.health import bp as health_bp
 from app.state import ReceiverState
 from app.webhooks import bp as webhooks_bp
+from workers.jobs import metrics
 from workers.jobs.logs import configure_logging, log_event
 from workers.jobs.observability import init_sentry
 from workers.settings import Settings, get_settings
@@ -59,6 +60,7 @@ def create_app(
                 "reason": exc.description}  # fmt: skip
         if exc.code == 413:
             body["reason"] = f"body larger than {settings.WEBHOOK_MAX_BODY_BYTES} bytes"
+        _count_webhook("too_large" if exc.code == 413 else body["error"])
         return Response(json.dumps(body), status=exc.code or 500, mimetype="application/json")
 
     @flask_app.errorhandler(Exception)
@@ -67,7 +69,15 @@ def create_app(
         log_event(logger, "webhook.error", logging.ERROR, error=type(exc).__name__)
         logger.exception("unexpected error in the receiver")
         body = {"error": "internal_error", "reason": "unexpected error; retry later"}
+        _count_webhook(body["error"])
         return Response(json.dumps(body), status=503, mimetype="application/json")
+
+    def _count_webhook(outcome: str) -> None:
+        """Webhook answers made here rather than by ``reply()`` (the size cap, surprises)."""
+        if request.blueprint == webhooks_bp.name and request.endpoint:
+            started = g.get("started")
+            seconds = time.perf_counter() - started if started else None
+            metrics.webhook_answered(request.endpoint.rpartition(".")[2], outcome, seconds)
 
     for feature in ("intercom_webhooks", "sanity_webhooks"):
         missing = settings.missing(feature)

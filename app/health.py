@@ -1,11 +1,13 @@
-"""Liveness and readiness probes for load balancers, Kubernetes and compose."""
+"""Liveness and readiness probes for load balancers, Kubernetes and compose, and the metrics."""
 
 from __future__ import annotations
 
 import json
 
 import redis
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response, abort, current_app, request
+
+from workers.jobs import metrics as service_metrics
 
 bp = Blueprint("health", __name__)
 
@@ -28,3 +30,19 @@ def readyz() -> Response:
     except redis.RedisError as exc:
         return _json(503, {"status": "unavailable", "reason": f"redis: {type(exc).__name__}"})
     return _json(200, {"status": "ready"})
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    """Prometheus metrics of every receiver process on this server (DESIGN §3). The receiver
+    faces the internet: without ``METRICS_TOKEN`` the route does not exist (404), and with it
+    only ``Authorization: Bearer <METRICS_TOKEN>`` is answered."""
+    token = current_app.extensions["intercom_sync"].settings.METRICS_TOKEN
+    if token is None:
+        abort(404)
+    if not service_metrics.authorized(request.headers.get("Authorization"), token):
+        response = Response(service_metrics.UNAUTHORIZED_BODY, status=401,
+                            mimetype="application/json")  # fmt: skip
+        response.headers["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    return Response(service_metrics.exposition(), content_type=service_metrics.CONTENT_TYPE)

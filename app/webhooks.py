@@ -19,7 +19,7 @@ from marshmallow import ValidationError
 from app.schemas import SANITY_ID, IntercomNotification, SanityBody, first_error
 from app.signatures import verify_intercom, verify_sanity
 from app.state import ReceiverState
-from workers.jobs import routing
+from workers.jobs import metrics, routing
 from workers.jobs.logs import log_event
 
 logger = logging.getLogger("intercom_sync.receiver")
@@ -52,13 +52,16 @@ def reply(status: int, body: dict[str, Any], **log_fields: Any) -> Response:
     """A JSON answer, and the one log line for this request."""
     started = g.get("started")
     duration = round((time.perf_counter() - started) * 1000, 2) if started else None
+    outcome = body.get("status") or body.get("error")
+    metrics.webhook_answered(log_fields.get("source"), outcome,
+                             None if duration is None else duration / 1000)  # fmt: skip
     level = logging.WARNING if status >= 500 else logging.INFO
     log_event(
         logger,
         "webhook",
         level,
         status=status,
-        outcome=body.get("status") or body.get("error"),
+        outcome=outcome,
         duration_ms=duration,
         **log_fields,
     )

@@ -98,9 +98,27 @@ def _cron(value: str) -> bool:
     return True
 
 
+def _long_secret(value: Secret, minimum: int) -> bool:
+    if len(value.reveal()) < minimum:
+        raise ValidationError(f"must be at least {minimum} characters")
+    return True
+
+
+def _writable_dir(path: str) -> bool:
+    """The metrics directory: created when missing, and it must take new files."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise ValidationError(f"cannot create the directory ({exc.strerror})") from None
+    if not os.path.isdir(path) or not os.access(path, os.W_OK | os.X_OK):
+        raise ValidationError("must be a directory this process can write to")
+    return True
+
+
 _ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")
 _FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
 _SANITY_VERSION = re.compile(r"^(\d{4}-\d{2}-\d{2}|1|X)\Z")
+_HOST = re.compile(r"^[A-Za-z0-9.-]{1,253}\Z")  # a host name or an IPv4 address
 
 
 class _Env(Schema):
@@ -180,6 +198,12 @@ class _Env(Schema):
     DLQ_REPLAY_INTERVAL_SECONDS = mf.Integer(load_default=900, validate=validate.Range(min=1))
     TAG_CACHE_REFRESH_SECONDS = mf.Integer(load_default=3600, validate=validate.Range(min=60))
     CONTACTS_REFRESH_CRON = mf.String(load_default="17 3 * * *", validate=lambda v: _cron(v))
+    # Metrics: the token guards both endpoints (and turns the receiver's on); a token anyone
+    # could guess would put the service's traffic figures on the internet.
+    METRICS_TOKEN = _SecretField(load_default=None, validate=lambda v: _long_secret(v, 16))
+    METRICS_PORT = mf.Integer(load_default=None, validate=validate.Range(min=1, max=65535))
+    METRICS_HOST = mf.String(load_default="0.0.0.0", validate=validate.Regexp(_HOST))  # noqa: S104
+    PROMETHEUS_MULTIPROC_DIR = mf.String(load_default=None, validate=lambda v: _writable_dir(v))
 
 
 @dataclass(frozen=True, repr=False)
@@ -232,6 +256,10 @@ class Settings:
     DLQ_REPLAY_INTERVAL_SECONDS: int
     TAG_CACHE_REFRESH_SECONDS: int
     CONTACTS_REFRESH_CRON: str
+    METRICS_TOKEN: Secret | None
+    METRICS_PORT: int | None
+    METRICS_HOST: str
+    PROMETHEUS_MULTIPROC_DIR: str | None
 
     # Which variables each feature needs; a feature missing any of them is switched off.
     FEATURES = {

@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import requests
 
-from workers.jobs import errors
+from workers.jobs import errors, metrics
 from workers.jobs.logs import log_event, scrub
 from workers.jobs.ratelimit import RateLimiter
 
@@ -47,10 +47,19 @@ _STATUS_ERRORS: dict[int, type[errors.ServiceError]] = {
 }
 
 
+class Route(str):
+    """A path filled in from a template, which it keeps: metrics label calls by the template
+    (``/articles/{id}``), never by the ids in the path."""
+
+    template: str
+
+
 class JsonApi:
     """A JSON API at ``base_url`` whose calls all go through ``limiter``."""
 
     service = "http"
+    # Whether each call is counted in the Intercom request metrics (by route template).
+    counts_requests = False
 
     def __init__(
         self,
@@ -69,7 +78,9 @@ class JsonApi:
 
     def path(self, template: str, *ids: object) -> str:
         """Fill ``{}`` placeholders of ``template`` with validated ids."""
-        return template.format(*(safe_id(i) for i in ids))
+        route = Route(template.format(*(safe_id(i) for i in ids)))
+        route.template = template.replace("{}", "{id}")
+        return route
 
     def call(
         self,
@@ -82,7 +93,11 @@ class JsonApi:
     ) -> Any:
         """Send one request; return the decoded JSON body (None for an empty one)."""
         if self.limiter is not None:
-            self.limiter.acquire()
+            try:
+                self.limiter.acquire()
+            except errors.RateLimited:
+                metrics.rate_limit_exhausted(self.service)
+                raise
         url = (base_url or self.base_url) + path
         started = time.monotonic()
         try:
@@ -91,9 +106,11 @@ class JsonApi:
             )
         except (requests.Timeout, requests.ConnectionError,
                 requests.exceptions.ChunkedEncodingError) as exc:  # fmt: skip
+            self._count(method, path, None, started)
             raise errors.ConnectionFailed(
                 f"{self.service} {method} {path}: {type(exc).__name__}", service=self.service
             ) from None
+        self._count(method, path, response.status_code, started)
         if self.limiter is not None:
             self.limiter.observe(response.headers)
         request_id = self.request_id(response)
@@ -113,6 +130,12 @@ class JsonApi:
                 f"{self.service} {method} {path}: answer is not JSON",
                 service=self.service, status=response.status_code, request_id=request_id,
             ) from None  # fmt: skip
+
+    def _count(self, method: str, path: str, status: int | None, started: float) -> None:
+        if self.counts_requests:
+            # A literal path (``/me``) is its own template; a filled one is a Route.
+            route = getattr(path, "template", path)
+            metrics.intercom_request(method, route, status, time.monotonic() - started)
 
     def request_id(self, response: requests.Response) -> str | None:
         return response.headers.get("X-Request-Id")

@@ -20,6 +20,7 @@ from workers.jobs.ratelimit import RateLimiter
 
 class IntercomClient(JsonApi):
     service = "intercom"
+    counts_requests = True
 
     def __init__(
         self,

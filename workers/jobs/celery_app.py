@@ -28,6 +28,8 @@ TASK_MODULES = (
     "workers.tasks.conversations",
     "workers.tasks.contacts",
     "workers.tasks.maintenance",
+    # Not tasks: the worker's metrics endpoint, connected to the worker's start signals.
+    "workers.tasks.monitoring",
 )
 
 

@@ -36,7 +36,7 @@ from celery import Task
 from celery.exceptions import Reject, Retry, SoftTimeLimitExceeded
 
 from workers.clients.services import Services, get_services
-from workers.jobs import routing
+from workers.jobs import metrics, routing
 from workers.jobs.celery_app import celery
 from workers.jobs.errors import RateLimited, is_transient, retry_after
 from workers.jobs.logs import log_event, scrub
@@ -116,6 +116,7 @@ def _forget_deliveries(services: Services, key: str) -> None:
 def _requeue(reason: BaseException, fields: dict[str, Any]) -> Reject:
     """Put the message back instead of letting Celery acknowledge a job whose outcome could
     not be recorded (see the module docstring)."""
+    metrics.task_finished(fields["task"], "requeued")
     log_event(logger, "task.requeued", logging.WARNING, error_type=type(reason).__name__,
               error=scrub(str(reason))[:300], **fields)  # fmt: skip
     return Reject(reason, requeue=True)
@@ -144,14 +145,17 @@ def run_with_policy(task: Task, name: str, fn: Callable[..., Any], args: tuple[A
         with _requeue_if_unreachable(fields):
             services.dead_letters.park(name, args, lost, attempts=deliveries - 1)
         _forget_deliveries(services, delivery_key)
+        metrics.task_finished(name, "parked")
         log_event(logger, "task.parked", logging.ERROR, reason="worker_lost", **fields)
         return None
     started = time.monotonic()
     log_event(logger, "task.started", task_args=list(args), **fields)
     try:
-        result = fn(task, *args, **kwargs)
+        with metrics.task_running(name):
+            result = fn(task, *args, **kwargs)
     except Retry:
         _forget_deliveries(services, delivery_key)
+        metrics.task_finished(name, "retried")
         raise
     except Exception as exc:
         _forget_deliveries(services, delivery_key)
@@ -165,6 +169,9 @@ def run_with_policy(task: Task, name: str, fn: Callable[..., Any], args: tuple[A
             try:
                 raise task.retry(exc=exc, countdown=decision.countdown,
                                  max_retries=None) from None  # fmt: skip
+            except Retry:
+                metrics.task_finished(name, "retried")
+                raise
             except Reject as failed:
                 # Celery could not publish the retry and would reject this message without
                 # requeueing it, i.e. drop the job: put it back on its queue instead.
@@ -172,12 +179,14 @@ def run_with_policy(task: Task, name: str, fn: Callable[..., Any], args: tuple[A
                 raise _requeue(reason, fields) from None
         with _requeue_if_unreachable(fields):
             services.dead_letters.park(name, args, exc, attempts=request.retries + 1)
+        metrics.task_finished(name, "parked")
         log_event(logger, "task.parked", logging.ERROR, error_type=type(exc).__name__,
                   error=error, request_id=getattr(exc, "request_id", None), **fields)  # fmt: skip
         raise
     _forget_deliveries(services, delivery_key)
     with suppress(redis.RedisError):  # bookkeeping: the job itself is done
         services.redis.set(LAST_SUCCESS + name, repr(time.time()))
+    metrics.task_finished(name, "succeeded")
     log_event(logger, "task.succeeded",
               duration_ms=round((time.monotonic() - started) * 1000, 1), **fields)  # fmt: skip
     return result
