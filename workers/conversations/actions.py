@@ -135,8 +135,10 @@ def _attributes(value: Any) -> tuple[tuple[str, Any], ...]:
             if len(item) >= ATTRIBUTE_VALUE_LIMIT:
                 raise ValidationError([f"{name}: string values must be shorter than "
                                        f"{ATTRIBUTE_VALUE_LIMIT} characters"])  # fmt: skip
-        elif not isinstance(item, bool | int | float):
-            raise ValidationError([f"{name}: values are strings, numbers or booleans"])
+        elif isinstance(item, bool) or not isinstance(item, int):
+            # The 2.14 description allows strings and integers (its example shows booleans
+            # and floats, its schema does not: the strict reading wins).
+            raise ValidationError([f"{name}: values are strings or integers"])
         out.append((name, item))
     return tuple(out)
 
