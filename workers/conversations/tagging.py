@@ -46,7 +46,9 @@ from workers.conversations.rules import (
     context_from_conversation,
     first_assignment,
     load_rules,
+    tag_matches,
 )
+from workers.conversations.triage import Triage, TriageOutcome
 from workers.jobs.errors import NotFound
 from workers.jobs.locks import LOCK_SECONDS, WAIT_SECONDS, exclusive, single_flight
 from workers.jobs.logs import log_event
@@ -59,6 +61,9 @@ TAG_LOCK_PREFIX = "intercom-sync:tags:lock:"  # + casefolded name, held while on
 # how long a cache survives when beat is down, after which each name costs one POST /tags again.
 TAG_CACHE_TTL = 86400
 CONVERSATION_LOCK_PREFIX = "intercom-sync:tag:lock:"  # + conversation id, held for one job
+# Renewed while the job runs (exclusive's keep_alive), so it can be short: a job whose worker
+# died releases its conversation to the redelivered job within this many seconds.
+CONVERSATION_LOCK_SECONDS = 15.0
 
 
 # --------------------------------------------------------------------------- tag cache
@@ -245,6 +250,7 @@ class TagOutcome:
     applied: list[str] = field(default_factory=list)
     already_present: list[str] = field(default_factory=list)
     assigned: Assignment | None = None
+    triage: TriageOutcome | None = None
 
 
 def first_contact_id(conversation: Mapping[str, Any]) -> str | None:
@@ -322,7 +328,8 @@ def tag_conversation(services: Services, conversation_id: str) -> TagOutcome:
     one job per conversation at a time. Raises ``FeatureOff`` when tagging is not configured."""
     services.require("tagging")
     with exclusive(services.redis, CONVERSATION_LOCK_PREFIX + str(conversation_id),
-                   what=f"conversation {conversation_id}"):  # fmt: skip
+                   what=f"conversation {conversation_id}",
+                   lock_seconds=CONVERSATION_LOCK_SECONDS, keep_alive=True):  # fmt: skip
         return _tag_conversation(services, conversation_id)
 
 
@@ -340,7 +347,9 @@ def _tag_conversation(services: Services, conversation_id: str) -> TagOutcome:
         return outcome
     contact, companies = _related(intercom, conversation, rules.scopes)
     ctx = context_from_conversation(conversation, contact, companies)
-    matches = rules.ruleset.evaluate(ctx)
+    matched = rules.ruleset.matched(ctx)
+    matches = tag_matches(matched)
+    shadow = settings.RULES_MODE == "shadow"
 
     cache = TagCache(services.redis, intercom)
     present_names, present_ids = _present_tags(conversation)
@@ -356,6 +365,9 @@ def _tag_conversation(services: Services, conversation_id: str) -> TagOutcome:
             new.append(match)
 
     assignment = first_assignment(new)
+    if shadow:
+        _log_planned(conversation_id, new, assignment, conversation)
+        new, assignment = [], None
     if assignment is not None and not _already_assigned(conversation, assignment):
         intercom.assign_conversation(conversation_id, admin_id, assignment.assignee_id,
                                      kind=assignment.assignee_type)  # fmt: skip
@@ -364,6 +376,11 @@ def _tag_conversation(services: Services, conversation_id: str) -> TagOutcome:
         apply_tag(intercom, cache, str(conversation_id), match.tag, admin_id)
         outcome.applied.append(match.tag)
 
+    outcome.triage = Triage(
+        services, conversation, contact=contact, companies=companies, have=rules.scopes,
+        fetch=lambda scopes: _related(intercom, conversation, scopes), shadow=shadow,
+    ).run(matched)  # fmt: skip
+
     assigned = outcome.assigned
     log_event(
         logger, "tag.done", conversation_id=conversation_id, tags_applied=outcome.applied,
@@ -371,6 +388,20 @@ def _tag_conversation(services: Services, conversation_id: str) -> TagOutcome:
         assigned_to=f"{assigned.assignee_type}:{assigned.assignee_id}" if assigned else None,
     )  # fmt: skip
     return outcome
+
+
+def _log_planned(conversation_id: str, new: list[Match], assignment: Assignment | None,
+                 conversation: Mapping[str, Any]) -> None:  # fmt: skip
+    """Shadow mode: one INFO line per tag and assignment a live run would write."""
+    rules_of = {m.tag: m.rule_index for m in new}
+    for match in new:
+        log_event(logger, "rules.shadow", conversation_id=conversation_id,
+                  rule=match.tag, action="tag", tag=match.tag)  # fmt: skip
+    if assignment is not None and not _already_assigned(conversation, assignment):
+        rule = next((m.tag for m in new if m.assign_to == assignment), None)
+        log_event(logger, "rules.shadow", conversation_id=conversation_id, rule=rule,
+                  action="assign", assignee=f"{assignment.assignee_type}:{assignment.assignee_id}",
+                  rule_index=rules_of.get(rule or ""))  # fmt: skip
 
 
 def refresh_tag_cache(services: Services) -> int | None:
