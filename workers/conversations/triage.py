@@ -27,13 +27,14 @@ Attributes are idempotent instead: only attributes whose value differs are writt
 action is then recorded done, so a later customer message does not overwrite what a teammate
 changed since. Tags and assignment keep their own rules (:mod:`~workers.conversations.tagging`).
 
-Order within one job: assignment, tags, then for each matching rule in file order its
-attributes, note, reply, then snooze/close/open (the state change comes last so a rule that
-replies and closes leaves the conversation closed). The first failure stops the job, and the
-retry (or a dead-letter replay) continues from the failed action, since what was done is
-recorded. One exception: a reply whose article is not synced yet skips the rest of that rule
-(its state change waits for the reply), lets the other rules run, then ends the job with a
-transient error so it comes back (never a reply with a broken link).
+Order within one job: assignment, tags, then the matching rules in file order with each
+rule's attributes, note and reply, and only then each rule's snooze, close or open. State
+changes come last because a note or reply by someone else reopens a snoozed conversation
+(Intercom help, "Snooze a conversation"): a rule that replies and snoozes leaves it snoozed.
+The first failure stops the job, and the retry (or a dead-letter replay) continues from the
+failed action, since what was done is recorded. One exception: a reply whose article is not
+synced yet holds back that rule's state change, lets the other rules' actions run, then ends
+the job with a transient error so it comes back (never a reply with a broken link).
 
 Limits: records live ``RECORD_TTL`` (180 days, renewed by each action on the conversation);
 adoption sees the 500 most recent parts (what ``GET /conversations/{id}`` returns); a call whose
@@ -70,6 +71,7 @@ RECORDS_PREFIX = "intercom-sync:triage:"  # + conversation id
 RECORD_TTL = 180 * 86400
 CLOCK_SKEW_SECONDS = 10
 #: Part types Intercom gives what each action posts.
+STATE_ACTIONS = frozenset({"snooze", "close", "open"})
 PART_TYPES = {"note": "note", "reply": "comment", "snooze": "snoozed", "close": "close",
               "open": "open"}  # fmt: skip
 
@@ -251,19 +253,21 @@ class Triage:
             return self.outcome
         self._load_data({scope for rule, _ in pending for scope in rule.actions.scopes})
         waiting: ArticleNotSynced | None = None
-        for rule in acting:
-            for action in _action_names(rule):
-                if (rule, action) not in pending:
-                    continue
-                try:
-                    self._one(rule, action)
-                except ArticleNotSynced as exc:
-                    waiting = waiting or exc
-                    self.outcome.waiting.append(f"{rule.name}:{action}")
-                    break  # the rest of this rule waits for its reply
-                except _Skip:
-                    if not self.shadow:
-                        self.outcome.skipped.append(f"{rule.name}:{action}")
+        held: set[str] = set()  # rules whose state change waits for their reply
+        for phase in (STATE_ACTIONS.isdisjoint, STATE_ACTIONS.issuperset):
+            for rule in acting:
+                for action in _action_names(rule):
+                    if (rule, action) not in pending or not phase({action}) or rule.name in held:
+                        continue
+                    try:
+                        self._one(rule, action)
+                    except ArticleNotSynced as exc:
+                        waiting = waiting or exc
+                        held.add(rule.name)
+                        self.outcome.waiting.append(f"{rule.name}:{action}")
+                    except _Skip:
+                        if not self.shadow:
+                            self.outcome.skipped.append(f"{rule.name}:{action}")
         if waiting is not None:
             raise waiting
         return self.outcome

@@ -44,7 +44,10 @@ def _cmd_send_test_webhook(args: argparse.Namespace, settings: Settings) -> int:
             secret = send.default_secret(settings.INTERCOM_CLIENT_SECRET,
                                          stack.INTERCOM_CLIENT_SECRET)  # fmt: skip
             fake = None if args.no_seed else f"http://127.0.0.1:{port + 1}"
-            answer = send.send_intercom(base, secret, intercom_url=fake, topic=args.topic)
+            articles = None if args.no_seed or not args.topic.startswith("conversation.") \
+                else f"http://127.0.0.1:{port + 2}"  # fmt: skip
+            answer = send.send_intercom(base, secret, intercom_url=fake, topic=args.topic,
+                                        sanity_url=articles)  # fmt: skip
     except requests.RequestException as exc:
         print(f"intercom-sync: the receiver at {base} did not answer ({type(exc).__name__})",
               file=sys.stderr)  # fmt: skip

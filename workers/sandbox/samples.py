@@ -21,6 +21,18 @@ rules:
     when:
       company.plan: enterprise
 """
+# What the sandbox adds to the sample rules: a rule with every action, for the sample
+# conversation (its article is the sample article, which send-test-webhook also publishes).
+SAMPLE_TRIAGE_RULES = """\
+  - name: refund-request
+    when:
+      text_any: [refund, "charged twice"]
+    note: "Refund asked by {{ contact.name }} ({{ company.name }}, plan {{ company.plan }})"
+    reply: {article: ARTICLE, text: "This should help:"}
+    attributes: {Category: Billing}
+    snooze: {minutes: 240}
+""".replace("ARTICLE", SAMPLE_ARTICLE_ID)
+SANDBOX_RULES = SAMPLE_RULES + SAMPLE_TRIAGE_RULES
 
 
 def sample_article(title: str = "How refunds work") -> dict[str, Any]:
@@ -53,6 +65,7 @@ def sample_intercom_seed() -> dict[str, Any]:
     """A contact of an enterprise company and their new conversation, for the fake Intercom."""
     now = int(time.time())
     return {
+        "conversation_attributes": [{"name": "Category", "data_type": "string"}],
         "companies": [{"company_id": "acme-example", "name": "Acme Example",
                        "plan": "enterprise"}],
         "contacts": [{"id": SAMPLE_CONTACT_ID, "role": "user", "external_id": "usr_sandbox_1",

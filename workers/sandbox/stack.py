@@ -12,7 +12,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from workers.sandbox.samples import SAMPLE_RULES
+from workers.sandbox.samples import SANDBOX_RULES
 
 # Public on purpose: they only open the local fakes.
 INTERCOM_TOKEN = "sandbox-intercom-token"  # noqa: S105
@@ -33,7 +33,7 @@ class SandboxPorts:
 def sandbox_env(ports: SandboxPorts) -> dict[str, str]:
     """The settings that point the stack at the fakes (they override the environment)."""
     rules = Path(tempfile.mkdtemp(prefix="intercom-sync-sandbox-")) / "rules.yaml"
-    rules.write_text(SAMPLE_RULES)
+    rules.write_text(SANDBOX_RULES)
     return {
         "INTERCOM_API_BASE": f"http://127.0.0.1:{ports.intercom}",
         "INTERCOM_ACCESS_TOKEN": INTERCOM_TOKEN,
