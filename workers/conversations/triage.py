@@ -52,6 +52,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -60,7 +61,17 @@ from workers.clients import help_center
 from workers.clients.intercom import IntercomClient, items
 from workers.clients.services import Services
 from workers.conversations.actions import ArticleReply
-from workers.conversations.rules import _MISSING, Rule, RuleSet, _resolve, html_to_text
+from workers.conversations.rules import (
+    _MISSING,
+    Rule,
+    RulesError,
+    RuleSet,
+    _context_from_input,
+    _resolve,
+    _unwrap_item,
+    html_to_text,
+    load_rules,
+)
 from workers.conversations.templates import Lookup
 from workers.jobs.errors import ServiceError, TransientServiceError, certainly_not_sent
 from workers.jobs.logs import log_event
@@ -509,3 +520,67 @@ def missing_attributes(intercom: IntercomClient, ruleset: RuleSet) -> list[str]:
             problems.append(f"conversation attribute {name!r} (set by rule {rules_text}) is "
                             "not writable through the API")  # fmt: skip
     return problems
+
+
+# --------------------------------------------------------------------------- review
+
+
+def describe_actions(rules: Iterable[Rule], lookup: Lookup) -> list[str]:
+    """One line per action of ``rules``, placeholders filled in by ``lookup`` (no I/O): what
+    ``intercom-sync rules test`` prints."""
+    lines = []
+    for rule in rules:
+        actions = rule.actions
+        for action in _action_names(rule):
+            if action == "attributes":
+                shown = ", ".join(f"{k}={v!r}" for k, v in actions.attributes)
+                lines.append(f"  [{rule.name}] attributes: {shown}")
+            elif action == "note" and actions.note is not None:
+                lines.append(f"  [{rule.name}] note: {actions.note.render(lookup)}")
+            elif action == "reply" and actions.article is not None:
+                lines.append(f"  [{rule.name}] reply: {actions.article.text.render(lookup)} "
+                             f"+ a link to the article of document {actions.article.document_id}"
+                             " (its title and URL are filled in when sent)")  # fmt: skip
+            elif action == "reply" and actions.reply is not None:
+                lines.append(f"  [{rule.name}] reply: {actions.reply.render(lookup)}")
+            elif action == "snooze" and actions.state is not None:
+                lines.append(f"  [{rule.name}] snooze for {actions.state[1]} minutes")
+            else:
+                lines.append(f"  [{rule.name}] {action}")
+    return lines
+
+
+def actions_cli(rules_path: str | Path, file_or_text: str | Path) -> str:
+    """The actions part of ``intercom-sync rules test``: what the matching rules would do to
+    the given conversation (or text), placeholders filled in from it. Makes no call."""
+    ruleset = load_rules(Path(rules_path))
+    ctx = _context_from_input(file_or_text)
+    conversation: Mapping[str, Any] = {}
+    path = Path(file_or_text)
+    if "\n" not in str(file_or_text) and len(str(file_or_text)) < 4096 and path.is_file():
+        try:
+            loaded = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:
+            loaded = None
+        if isinstance(loaded, Mapping):
+            conversation = _unwrap_item(loaded)
+    lines = describe_actions(ruleset.matched(ctx),
+                             lookup_for(conversation, ctx.contact, ctx.companies))  # fmt: skip
+    return "\n".join(["actions (placeholders filled in; nothing is sent):", *lines]
+                     if lines else ["actions: (none)"])  # fmt: skip
+
+
+def attribute_problems(services: Services) -> list[str] | None:
+    """What ``check`` and the worker at start report about conversation attributes: None when
+    there is nothing to check (tagging off, a rules file that does not load, which is reported
+    on its own, or no rule setting attributes), else the problems (empty when all is well)."""
+    settings = services.settings
+    if not settings.enabled("tagging"):
+        return None
+    try:
+        ruleset = load_rules(Path(str(settings.RULES_PATH)))
+    except (RulesError, OSError):
+        return None
+    if not attributes_used(ruleset):
+        return None
+    return missing_attributes(services.intercom, ruleset)
