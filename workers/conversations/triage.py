@@ -552,8 +552,11 @@ def describe_actions(rules: Iterable[Rule], lookup: Lookup) -> list[str]:
 
 def actions_cli(rules_path: str | Path, file_or_text: str | Path) -> str:
     """The actions part of ``intercom-sync rules test``: what the matching rules would do to
-    the given conversation (or text), placeholders filled in from it. Makes no call."""
+    the given conversation (or text), placeholders filled in from it; empty when no rule of
+    the file acts. Makes no call."""
     ruleset = load_rules(Path(rules_path))
+    if not any(rule.actions for rule in ruleset.rules):
+        return ""
     ctx = _context_from_input(file_or_text)
     conversation: Mapping[str, Any] = {}
     path = Path(file_or_text)

@@ -83,7 +83,9 @@ def _cmd_rules(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     try:
         print(explain_cli(rules_path, args.file_or_text))
-        print(actions_cli(rules_path, args.file_or_text))
+        actions = actions_cli(rules_path, args.file_or_text)
+        if actions:
+            print(actions)
     except RulesError as exc:
         print(f"intercom-sync: {exc.source or rules_path}: rules file is invalid:", file=sys.stderr)
         for error in exc.errors:

@@ -366,3 +366,8 @@ def test_rules_test_cli_shows_actions_with_placeholders(tmp_path: Path) -> None:
     assert "[refund-request] note: Refund asked by Ann &lt;b&gt; (, plan )" in text
     assert "[refund-request] snooze for 240 minutes" in text
     assert f"document {DOCUMENT}" in text
+
+
+def test_rules_test_cli_adds_nothing_for_a_file_without_actions(tmp_path: Path) -> None:
+    rules = write_rules(tmp_path, "rules:\n  - tag: billing\n    when: {text_any: [refund]}\n")
+    assert triage.actions_cli(rules, "refund please") == ""
