@@ -21,6 +21,9 @@ Intercom calls, and the reasons it is shaped the way it is:
   Why: a customer reply re-runs the rules, and re-assigning a conversation that a teammate has
   since moved elsewhere would fight the humans; and assigning first means a job that dies between
   the two calls still assigns on its retry (the tag, not yet applied, is still "new").
+* **Rule actions** (notes, replies, attributes, snooze/close/open) run after the tags, each at
+  most once per conversation and rule: :mod:`workers.conversations.triage`. With
+  ``RULES_MODE=shadow`` nothing is written; every tag, assignment and action is logged instead.
 
 :func:`single_flight` (one process creates, the others wait) and :func:`exclusive` (one job per
 object at a time) are also used by :mod:`workers.contacts.enrich`.
@@ -366,7 +369,8 @@ def _tag_conversation(services: Services, conversation_id: str) -> TagOutcome:
 
     assignment = first_assignment(new)
     if shadow:
-        _log_planned(conversation_id, new, assignment, conversation)
+        _log_planned(conversation_id, new, assignment, conversation,
+                     {r.index: r.name for r in matched})  # fmt: skip
         new, assignment = [], None
     if assignment is not None and not _already_assigned(conversation, assignment):
         intercom.assign_conversation(conversation_id, admin_id, assignment.assignee_id,
@@ -382,26 +386,30 @@ def _tag_conversation(services: Services, conversation_id: str) -> TagOutcome:
     ).run(matched)  # fmt: skip
 
     assigned = outcome.assigned
+    acted = outcome.triage
     log_event(
         logger, "tag.done", conversation_id=conversation_id, tags_applied=outcome.applied,
         tags_already_present=outcome.already_present,
+        actions_done=(acted.done or None) if acted else None,
+        actions_adopted=(acted.adopted or None) if acted else None,
+        actions_skipped=(acted.skipped or None) if acted else None,
         assigned_to=f"{assigned.assignee_type}:{assigned.assignee_id}" if assigned else None,
     )  # fmt: skip
     return outcome
 
 
 def _log_planned(conversation_id: str, new: list[Match], assignment: Assignment | None,
-                 conversation: Mapping[str, Any]) -> None:  # fmt: skip
+                 conversation: Mapping[str, Any], names: Mapping[int, str]) -> None:  # fmt: skip
     """Shadow mode: one INFO line per tag and assignment a live run would write."""
-    rules_of = {m.tag: m.rule_index for m in new}
     for match in new:
         log_event(logger, "rules.shadow", conversation_id=conversation_id,
-                  rule=match.tag, action="tag", tag=match.tag)  # fmt: skip
+                  rule=names.get(match.rule_index, match.tag), action="tag",
+                  tag=match.tag)  # fmt: skip
     if assignment is not None and not _already_assigned(conversation, assignment):
-        rule = next((m.tag for m in new if m.assign_to == assignment), None)
-        log_event(logger, "rules.shadow", conversation_id=conversation_id, rule=rule,
-                  action="assign", assignee=f"{assignment.assignee_type}:{assignment.assignee_id}",
-                  rule_index=rules_of.get(rule or ""))  # fmt: skip
+        index = next((m.rule_index for m in new if m.assign_to == assignment), -1)
+        log_event(logger, "rules.shadow", conversation_id=conversation_id,
+                  rule=names.get(index), action="assign",
+                  assignee=f"{assignment.assignee_type}:{assignment.assignee_id}")  # fmt: skip
 
 
 def refresh_tag_cache(services: Services) -> int | None:
