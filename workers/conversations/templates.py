@@ -27,6 +27,7 @@ from typing import Any
 SCOPES = ("contact", "company", "conversation")
 MAX_TEMPLATE_LENGTH = 10_000
 MAX_PLACEHOLDERS = 50
+MAX_VALUE_LENGTH = 1000  # a placeholder's value is cut here: a note stays a note
 
 _PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 _PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}(\.[A-Za-z_][A-Za-z0-9_]{0,63}){1,4}\Z")
@@ -68,7 +69,8 @@ class Template:
             if isinstance(piece, str):
                 out.append(piece)
             else:
-                out.append(html.escape(display(lookup(piece.scope, piece.path)), quote=True))
+                value = display(lookup(piece.scope, piece.path))[:MAX_VALUE_LENGTH]
+                out.append(html.escape(value, quote=True))
         return "".join(out)
 
 

@@ -114,3 +114,8 @@ def test_placeholders_are_escaped_and_nothing_else_is_evaluated() -> None:
 def test_templates_that_are_refused(source: str) -> None:
     with pytest.raises(TemplateError):
         parse(source)
+
+
+def test_a_placeholder_value_is_bounded() -> None:
+    rendered = parse("{{ contact.name }}").render(lambda scope, path: "&" * 5000)
+    assert rendered == "&amp;" * 1000
