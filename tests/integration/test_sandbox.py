@@ -108,6 +108,9 @@ def test_sandbox_walkthrough(tmp_path: Path, real_redis, real_redis_url: str) ->
                  "the second job on the sample conversation")  # fmt: skip
         again = our_parts() or {}
         assert [len(again.get(k, [])) for k in ("note", "comment", "snoozed")] == [1, 1, 1]
+        # The worker checked at start that the attribute the sample rule sets exists.
+        log_text = log_path.read_text(errors="replace")
+        assert "rules.attributes_checked" in log_text and "rules.config_error" not in log_text
 
         send("intercom", "--topic", "contact.user.created", "--no-seed")
 

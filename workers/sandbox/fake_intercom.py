@@ -2265,6 +2265,9 @@ def _parse_args(argv: Iterable[str] | None) -> argparse.Namespace:
     parser.add_argument("--token", default=DEFAULT_TOKEN)
     parser.add_argument("--version", default="2.14", help="required Intercom-Version")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added per answer")
+    parser.add_argument("--conversation-attribute", action="append", default=[], metavar="NAME",
+                        help="a conversation data attribute that exists from the start "
+                        "(repeatable; the API cannot create them)")  # fmt: skip
     return parser.parse_args(None if argv is None else list(argv))
 
 
@@ -2282,7 +2285,10 @@ def main(argv: Iterable[str] | None = None) -> int:
         strict_openapi=not args.lenient,
         latency_seconds=args.latency,
     )
-    server = BackgroundServer(create_fake_intercom(config), host=args.host, port=args.port)
+    app = create_fake_intercom(config)
+    for name in args.conversation_attribute:
+        app.extensions[STATE_EXTENSION].add_conversation_attribute({"name": name})
+    server = BackgroundServer(app, host=args.host, port=args.port)
 
     def _terminate(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt  # leave serve_forever and close the socket cleanly

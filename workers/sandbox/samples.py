@@ -8,6 +8,9 @@ from typing import Any
 SAMPLE_ARTICLE_ID = "sandbox-article-refunds"
 SAMPLE_CONVERSATION_ID = "900000000000001"
 SAMPLE_CONTACT_ID = "6761d4041c1e12de4c5499ff"
+#: The conversation attribute the sample rule sets; the sandbox's fake Intercom has it from the
+#: start, as a teammate would have created it in Intercom's settings.
+SAMPLE_CONVERSATION_ATTRIBUTE = "Category"
 
 SAMPLE_RULES = """\
 rules:
@@ -65,7 +68,6 @@ def sample_intercom_seed() -> dict[str, Any]:
     """A contact of an enterprise company and their new conversation, for the fake Intercom."""
     now = int(time.time())
     return {
-        "conversation_attributes": [{"name": "Category", "data_type": "string"}],
         "companies": [{"company_id": "acme-example", "name": "Acme Example",
                        "plan": "enterprise"}],
         "contacts": [{"id": SAMPLE_CONTACT_ID, "role": "user", "external_id": "usr_sandbox_1",

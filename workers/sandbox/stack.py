@@ -12,7 +12,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from workers.sandbox.samples import SANDBOX_RULES
+from workers.sandbox.samples import SAMPLE_CONVERSATION_ATTRIBUTE, SANDBOX_RULES
 
 # Public on purpose: they only open the local fakes.
 INTERCOM_TOKEN = "sandbox-intercom-token"  # noqa: S105
@@ -56,7 +56,7 @@ def fake_processes(ports: SandboxPorts) -> dict[str, str]:
     python = sys.executable
     return {
         "intercom": f"{python} -m workers.sandbox.fake_intercom --port {ports.intercom} "
-        f"--token {INTERCOM_TOKEN}",
+        f"--token {INTERCOM_TOKEN} --conversation-attribute {SAMPLE_CONVERSATION_ATTRIBUTE}",
         "sanity": f"{python} -m workers.sandbox.fake_sanity --port {ports.sanity} "
         f"--token {SANITY_TOKEN} "
         f"--webhook-url http://127.0.0.1:{ports.receiver}/webhooks/sanity "

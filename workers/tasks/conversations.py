@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from celery import Task
@@ -14,6 +15,7 @@ from workers.conversations.tagging import refresh_tag_cache as rebuild_tag_cache
 from workers.conversations.tagging import tag_conversation
 from workers.conversations.triage import attribute_problems
 from workers.jobs import routing
+from workers.jobs.errors import is_transient
 from workers.jobs.logs import log_event, scrub
 from workers.tasks.base import sync_task
 
@@ -41,13 +43,20 @@ def _check_conversation_attributes(**_: Any) -> None:
                      daemon=True).start()  # fmt: skip
 
 
-def report_attribute_problems() -> None:
-    try:
-        problems = attribute_problems(get_services())
-    except Exception as exc:  # a check that cannot run must not stop the worker
-        log_event(logger, "rules.attributes_unchecked", logging.WARNING,
-                  error_type=type(exc).__name__, error=scrub(str(exc))[:300])  # fmt: skip
-        return
+def report_attribute_problems(attempts: int = 3, pause: float = 5.0) -> None:
+    """Log the problems (ERROR), or that all is well; a transient failure (Intercom not up yet,
+    as when ``dev`` starts everything at once) is tried again ``attempts`` times."""
+    for attempt in range(1, attempts + 1):
+        try:
+            problems = attribute_problems(get_services())
+            break
+        except Exception as exc:  # a check that cannot run must not stop the worker
+            if is_transient(exc) and attempt < attempts:
+                time.sleep(pause)
+                continue
+            log_event(logger, "rules.attributes_unchecked", logging.WARNING,
+                      error_type=type(exc).__name__, error=scrub(str(exc))[:300])  # fmt: skip
+            return
     if problems:
         log_event(logger, "rules.config_error", logging.ERROR, problems=problems)
     elif problems is not None:

@@ -59,5 +59,5 @@ def test_an_unreachable_intercom_does_not_stop_the_worker(tmp_path: Path, monkey
                             RULES_PATH=write_rules(tmp_path, RULES))  # fmt: skip
     monkeypatch.setattr(tasks, "get_services", lambda: services)
     with caplog.at_level(logging.INFO, logger="intercom_sync.triage"):
-        tasks.report_attribute_problems()
+        tasks.report_attribute_problems(attempts=2, pause=0.01)
     assert [r.getMessage() for r in caplog.records] == ["rules.attributes_unchecked"]
