@@ -59,6 +59,42 @@ from workers.sandbox.samples import SAMPLE_RULES
 
 INTERCOM_BUDGET_PER_WINDOW = 1666
 WRITES = ("POST", "PUT", "DELETE")
+# Rule actions: one rule per action, each keyed on its own word, and one with every action.
+ACTION_RULES = """\
+  - name: cpe-note
+    when: {text_any: [cpenote]}
+    note: "Asked by {{ contact.email }}"
+  - name: cpe-reply
+    when: {text_any: [cpereply]}
+    reply: "We are on it."
+  - name: cpe-article
+    when: {text_any: [cpearticle]}
+    reply: {article: cpe-000, text: "This should help:"}
+  - name: cpe-attributes
+    when: {text_any: [cpeattributes]}
+    attributes: {Category: Billing}
+  - name: cpe-snooze
+    when: {text_any: [cpesnooze]}
+    snooze: {minutes: 240}
+  - name: cpe-close
+    when: {text_any: [cpeclose]}
+    close: true
+  - name: cpe-every
+    when: {text_any: [cpeevery]}
+    note: "Asked by {{ contact.email }}"
+    reply: {article: cpe-000, text: "This should help:"}
+    attributes: {Category: Billing}
+    snooze: {minutes: 240}
+"""
+REPLY, PARTS = "POST /conversations/{conversation_id}/reply", \
+    "POST /conversations/{conversation_id}/parts"  # fmt: skip
+UPDATE = "PUT /conversations/{conversation_id}"
+# word -> (what the row measures, the writes it must cost: exactly the action's own)
+ACTIONS = {"cpenote": ("note", {REPLY: 1}), "cpereply": ("text reply", {REPLY: 1}),
+           "cpearticle": ("article reply", {REPLY: 1}),
+           "cpeattributes": ("attributes", {UPDATE: 1}), "cpesnooze": ("snooze", {PARTS: 1}),
+           "cpeclose": ("close", {PARTS: 1}),
+           "cpeevery": ("every action", {REPLY: 2, UPDATE: 1, PARTS: 1})}  # fmt: skip
 ENRICHMENT = {"contact": {"tier": "gold", "seats": 12},
               "company": {"company_id": "acct_bench", "name": "Bench Account", "plan": "pro",
                           "size": 40}}  # fmt: skip
@@ -102,6 +138,7 @@ class Events:
         self.articles: list[str] = []
         self.notifications: dict[str, str] = {}  # object id -> its first notification id
         self.conversations: list[str] = []
+        self.acted: list[str] = []  # conversations of the action rows
         self.contacts: list[str] = []
         self.problems: list[str] = []
 
@@ -168,6 +205,19 @@ class Events:
         self.notifications[conversation_id] = notification
         return self.notify("conversation.user.created", conversation_id, notification)
 
+    def new_action_conversation(self, word: str) -> tuple[Counter[int], int]:
+        """A conversation whose text matches the action rule keyed on ``word`` only (its
+        contact has no company, so the enterprise rule does not tag it)."""
+        n = len(self.acted)
+        conversation_id, contact_id = str(710_000_000 + n), f"cpa{n:05d}"
+        self.intercom.seed({"contacts": [
+            {"id": contact_id, "role": "user", "external_id": f"usr_cpe_act_{n}",
+             "email": f"asker{n}@example.org"}],
+            "conversations": [{"id": conversation_id, "contact_ids": [contact_id],
+                               "body": f"<p>Please {word} this one</p>"}]})  # fmt: skip
+        self.acted.append(conversation_id)
+        return self.notify("conversation.user.created", conversation_id)
+
     def new_contact(self) -> tuple[Counter[int], int]:
         n = len(self.contacts)
         contact_id = f"cpe{n:05d}"
@@ -213,6 +263,13 @@ def check_state(events: Events) -> list[str]:
     untagged = [c for c in events.conversations if tags.get(c) != ["billing", "enterprise"]]
     if untagged:
         problems.append(f"conversations without tags billing+enterprise: {untagged}")
+    conversations = {c["id"]: c for c in snapshot["conversations"]}
+    for conversation_id in events.acted:
+        kinds = Counter(p["part_type"] for p in
+                        conversations[conversation_id]["conversation_parts"]["conversation_parts"]
+                        if p["author"]["type"] == "admin")  # fmt: skip
+        if any(n > 1 for n in kinds.values()):
+            problems.append(f"conversation {conversation_id} got an action twice: {kinds}")
     contacts = {c["id"]: c for c in snapshot["contacts"]}
     bare = [c for c in events.contacts
             if contacts[c]["custom_attributes"] != ENRICHMENT["contact"]
@@ -277,8 +334,26 @@ def run_events(events: Events, repeat: int) -> list[Row]:
             "contact.user.created", c, events.notifications[c])))
         enrich_again.runs.append(measure(lambda c=contact: events.notify(
             "contact.user.created", c)))
+    action_rows = []
+    def writes_only(expected: dict[str, int]) -> Callable[[Measured], bool]:
+        return lambda m: {r: n for r, n in m.intercom.items() if _is_write(r)} == expected
+
+    for word, (action, expected) in ACTIONS.items():
+        row = Row(f"rule action: {action} (first time)",
+                  ", ".join(f"{r} x{n}" for r, n in expected.items()) + ", no other write",
+                  writes_only(expected))  # fmt: skip
+        for _ in range(repeat):
+            row.runs.append(measure(lambda w=word: events.new_action_conversation(w)))
+        action_rows.append(row)
+    every = events.acted[-repeat:]  # the "every action" conversations
+    action_again = Row("rule actions, repeat event after every action (new notification id)",
+                       "reads only", lambda m: _writes(m.intercom) == 0)
+    for conversation in every:
+        action_again.runs.append(measure(lambda c=conversation: events.notify(
+            "conversation.user.replied", c)))
     return [new, unchanged, changed, again, tag_cold, tag_new, tag_dup, tag_again,
-            enrich_cold, enrich_new, enrich_dup, enrich_again]  # fmt: skip
+            enrich_cold, enrich_new, enrich_dup, enrich_again, *action_rows,
+            action_again]  # fmt: skip
 
 
 def main() -> int:
@@ -297,7 +372,7 @@ def main() -> int:
     bench: Stack | None = None
     with ExitStack() as stack, tempfile.TemporaryDirectory() as folder:
         rules, source = Path(folder) / "rules.yaml", Path(folder) / "enrichment.json"
-        rules.write_text(SAMPLE_RULES)
+        rules.write_text(SAMPLE_RULES + ACTION_RULES)
         source.write_text(json.dumps({f"usr_cpe_enrich_{n}": ENRICHMENT
                                       for n in range(args.repeat + 1)}))  # fmt: skip
         bench = start_stack(stack, budget_per_window=INTERCOM_BUDGET_PER_WINDOW,
@@ -305,7 +380,8 @@ def main() -> int:
                             ENRICHMENT_FILE=str(source))  # fmt: skip
         bench.fakes.intercom.seed({"companies": [{"company_id": "cpe-enterprise",
                                                   "name": "Enterprise Co",
-                                                  "plan": "enterprise"}]})  # fmt: skip
+                                                  "plan": "enterprise"}],
+                                   "conversation_attributes": [{"name": "Category"}]})  # fmt: skip
         start_workers(stack, bench, args.workers, args.concurrency)
         events = Events(bench)
         rows = run_events(events, args.repeat)
@@ -341,6 +417,10 @@ def main() -> int:
           f"{split(rows[7].runs)}, new contact {split(rows[9].runs)}, repeat contact event "
           f"{split(rows[11].runs)}, new article {split(rows[0].runs)}, changed article "
           f"{split(rows[2].runs)}, unchanged re-publish {split(rows[1].runs)}.")  # fmt: skip
+    print(f"Rule actions: a conversation matching a rule with every action costs "
+          f"{split(rows[-2].runs)} (note, article reply, attributes, snooze; the article's "
+          f"GET for its title and URL); a repeat event after them {split(rows[-1].runs)}: "
+          "each action runs once per conversation and rule.")  # fmt: skip
     return exit_code(problems)
 
 

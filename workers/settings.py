@@ -167,6 +167,7 @@ class _Env(Schema):
     SENTRY_ENVIRONMENT = mf.String(load_default="production")
     SENTRY_RELEASE = mf.String(load_default=None)
     RULES_PATH = mf.String(load_default=None)
+    RULES_MODE = mf.String(load_default="live", validate=validate.OneOf(["live", "shadow"]))
     ENRICHMENT_URL = _UrlField(load_default=None)
     ENRICHMENT_TOKEN = _SecretField(load_default=None)
     ENRICHMENT_FILE = mf.String(load_default=None)
@@ -235,6 +236,7 @@ class Settings:
     SENTRY_ENVIRONMENT: str
     SENTRY_RELEASE: str | None
     RULES_PATH: str | None
+    RULES_MODE: str
     ENRICHMENT_URL: str | None
     ENRICHMENT_TOKEN: Secret | None
     ENRICHMENT_FILE: str | None

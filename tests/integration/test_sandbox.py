@@ -87,6 +87,31 @@ def test_sandbox_walkthrough(tmp_path: Path, real_redis, real_redis_url: str) ->
 
         assert wait_for(tags, 60, "tags on the sample conversation") == ["billing", "enterprise"]
 
+        def our_parts() -> dict[str, list[dict]] | None:
+            state = _state(port + 1)
+            [conversation] = [c for c in _values(state["conversations"])
+                              if c["id"] == SAMPLE_CONVERSATION_ID]  # fmt: skip
+            found: dict[str, list[dict]] = {}
+            for part in conversation["conversation_parts"]["conversation_parts"]:
+                if part["author"]["type"] == "admin":
+                    found.setdefault(part["part_type"], []).append(part)
+            return found if {"note", "comment", "snoozed"} <= set(found) else None
+
+        # The sample rule with every action: a note for the team, an article reply, a snooze.
+        actions = wait_for(our_parts, 60, "the sample rule's note, reply and snooze")
+        [note], [reply] = actions["note"], actions["comment"]
+        assert note["body"] == "<p>Refund asked by Sam Sandbox (Acme Example, plan enterprise)</p>"
+        assert f'<a href="{made["url"]}">How refunds work</a>' in reply["body"]
+        done = log_path.read_text(errors="replace").count("tag.done")
+        send("intercom", "--no-seed")  # the same conversation again: nothing twice
+        wait_for(lambda: log_path.read_text(errors="replace").count("tag.done") > done, 60,
+                 "the second job on the sample conversation")  # fmt: skip
+        again = our_parts() or {}
+        assert [len(again.get(k, [])) for k in ("note", "comment", "snoozed")] == [1, 1, 1]
+        # The worker checked at start that the attribute the sample rule sets exists.
+        log_text = log_path.read_text(errors="replace")
+        assert "rules.attributes_checked" in log_text and "rules.config_error" not in log_text
+
         send("intercom", "--topic", "contact.user.created", "--no-seed")
 
         def domain_company() -> bool:

@@ -27,7 +27,6 @@ import redis
 
 from workers.articles.store import ArticleStore, key
 from workers.clients.intercom import IntercomClient
-from workers.jobs.errors import PermanentServiceError, RateLimited, ServiceError
 from workers.jobs.logs import log_event
 
 logger = logging.getLogger("intercom_sync.articles")
@@ -74,16 +73,6 @@ class Intents:
 
     def clear(self, group_key: str) -> None:
         self.redis.delete(key("intent", group_key))
-
-
-def certainly_not_sent(exc: BaseException) -> bool:
-    """Whether a failed ``POST`` surely created nothing: our limiter refused it before sending,
-    or Intercom answered 4xx (including 429). Timeouts and 5xx may hide a created article."""
-    if isinstance(exc, RateLimited):
-        return True
-    return isinstance(exc, PermanentServiceError) or (
-        isinstance(exc, ServiceError) and exc.status is not None and 400 <= exc.status < 500
-    )
 
 
 def _matches(article: dict[str, Any], intent: Intent, store: ArticleStore) -> bool:

@@ -31,13 +31,12 @@ from typing import Any
 
 import redis
 
-PREFIX = "intercom-sync:articles:"
+from workers.clients import help_center
+from workers.clients.help_center import PREFIX, key
+
+__all__ = ["PREFIX", "ArticleStore", "GroupRecord", "key"]
+
 WAITING_TTL = 30 * 86400
-
-
-def key(kind: str, name: str = "") -> str:
-    """The Redis key of ``kind`` for ``name`` (``key("group", "abc")``)."""
-    return f"{PREFIX}{kind}:{name}" if name else f"{PREFIX}{kind}"
 
 
 def _text(value: Any) -> str | None:
@@ -165,17 +164,16 @@ class ArticleStore:
         return _text(self.redis.hget(key("doc", document_id), "group"))
 
     def article_of(self, document_id: str) -> str | None:
-        return _text(self.redis.hget(key("doc", document_id), "article"))
+        return help_center.synced_article(self.redis, document_id)
 
     def owner_of(self, article_id: str) -> str | None:
         return _text(self.redis.get(key("article", article_id)))
 
     def url(self, article_id: str) -> str | None:
-        return _text(self.redis.get(key("url", article_id)))
+        return help_center.cached_url(self.redis, article_id)
 
     def set_url(self, article_id: str, url: Any) -> None:
-        if isinstance(url, str) and url:
-            self.redis.set(key("url", article_id), url)
+        help_center.cache_url(self.redis, article_id, url)
 
     # --- documents waiting on a link target -----------------------------------------------
 

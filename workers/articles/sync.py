@@ -28,14 +28,14 @@ from workers.articles.content import (
     degradation_summary,
     main_member,
 )
-from workers.articles.intent import Intents, certainly_not_sent, find_adoptable
+from workers.articles.intent import Intents, find_adoptable
 from workers.articles.links import LinkResolver, release_waiting, wait_for_targets
 from workers.articles.model import ArticleDoc, Snapshot
 from workers.articles.store import ArticleStore, GroupRecord
 from workers.articles.store import key as store_key
 from workers.articles.writeback import write_back
 from workers.clients.services import Services
-from workers.jobs.errors import NotFound
+from workers.jobs.errors import NotFound, certainly_not_sent
 from workers.jobs.locks import exclusive
 from workers.jobs.logs import log_event
 

@@ -125,6 +125,37 @@ class IntercomClient(JsonApi):
         }
         return self.call("POST", self.path("/conversations/{}/parts", conversation_id), json=body)
 
+    def reply_conversation(self, conversation_id: str, admin_id: str, body: str, *,
+                           note: bool = False) -> dict[str, Any]:  # fmt: skip
+        """``POST /conversations/{id}/reply`` as an admin: a ``comment`` the customer sees, or
+        a ``note`` (``note=True``) only teammates see. Not idempotent: every call adds a part.
+        Intercom answers the conversation with the new part in ``conversation_parts``."""
+        payload = {"message_type": "note" if note else "comment", "type": "admin",
+                   "admin_id": str(admin_id), "body": body}  # fmt: skip
+        return self.call("POST", self.path("/conversations/{}/reply", conversation_id),
+                         json=payload)  # fmt: skip
+
+    def snooze_conversation(self, conversation_id: str, admin_id: str,
+                            until: int) -> dict[str, Any]:  # fmt: skip
+        """Snooze until ``until`` (Unix seconds) through the conversation parts API."""
+        body = {"message_type": "snoozed", "admin_id": str(admin_id), "snoozed_until": int(until)}
+        return self.call("POST", self.path("/conversations/{}/parts", conversation_id), json=body)
+
+    def close_conversation(self, conversation_id: str, admin_id: str) -> dict[str, Any]:
+        body = {"message_type": "close", "type": "admin", "admin_id": str(admin_id)}
+        return self.call("POST", self.path("/conversations/{}/parts", conversation_id), json=body)
+
+    def open_conversation(self, conversation_id: str, admin_id: str) -> dict[str, Any]:
+        body = {"message_type": "open", "admin_id": str(admin_id)}
+        return self.call("POST", self.path("/conversations/{}/parts", conversation_id), json=body)
+
+    def update_conversation_attributes(self, conversation_id: str,
+                                       values: Mapping[str, Any]) -> dict[str, Any]:  # fmt: skip
+        """``PUT /conversations/{id}`` with ``custom_attributes`` (each must exist as a
+        conversation data attribute: the 2.14 API cannot create them)."""
+        return self.call("PUT", self.path("/conversations/{}", conversation_id),
+                         json={"custom_attributes": dict(values)})  # fmt: skip
+
     # --- contacts and companies -------------------------------------------------------------
 
     def get_contact(self, contact_id: str) -> dict[str, Any]:
@@ -180,8 +211,8 @@ class IntercomClient(JsonApi):
     # --- data attributes --------------------------------------------------------------------
 
     def list_data_attributes(self, model: str) -> list[dict[str, Any]]:
-        if model not in ("contact", "company"):
-            raise ValueError("model must be 'contact' or 'company'")
+        if model not in ("contact", "company", "conversation"):
+            raise ValueError("model must be 'contact', 'company' or 'conversation'")
         return (self.call("GET", "/data_attributes", params={"model": model}) or {}).get(
             "data", []
         )

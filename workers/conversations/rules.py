@@ -82,6 +82,8 @@ import regex
 import yaml
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
+from workers.conversations.actions import Actions, check_names, load_actions, rule_name
+
 log = logging.getLogger(__name__)
 
 DEFAULT_REGEX_TIMEOUT = 0.1
@@ -162,6 +164,8 @@ class Explanation:
     conditions: tuple[Trace, ...]
     assign_to: Assignment | None = None
     timed_out: bool = False
+    name: str = ""
+    actions: Actions | None = None
 
 
 @dataclass(frozen=True)
@@ -875,7 +879,7 @@ def _rule_schema(check_patterns: bool) -> type[Schema]:
             unknown = RAISE
 
         tag = fields.String(
-            required=True,
+            required=False,
             validate=validate.Length(min=1, max=255),
             error_messages={
                 "invalid": "must be a string (quote it: YAML reads yes, no, on, "
@@ -886,6 +890,32 @@ def _rule_schema(check_patterns: bool) -> type[Schema]:
         assign_to = fields.Nested(_AssignSchema)
         description = fields.String()
         enabled = fields.Boolean(load_default=True)
+        # Actions (workers.conversations.actions checks them; they may come without a tag).
+        name = fields.Raw()
+        note = fields.Raw()
+        reply = fields.Raw()
+        attributes = fields.Raw()
+        snooze = fields.Raw()
+        close = fields.Raw()
+        open = fields.Raw()
+
+        @validates_schema
+        def _actions(self, data: Mapping[str, Any], **kwargs: Any) -> None:
+            errors: dict[str, Any] = {}
+            for check in (rule_name, load_actions):
+                try:
+                    check(data)
+                except ValidationError as exc:
+                    errors.update(exc.messages if isinstance(exc.messages, dict)
+                                  else {"_schema": exc.messages})  # fmt: skip
+            if not errors and data.get("tag") is None:
+                if data.get("assign_to"):
+                    errors["assign_to"] = ["needs a tag: a rule assigns when its tag is new"]
+                elif not load_actions(data):
+                    errors["_schema"] = ["a rule needs a tag or at least one action (note, "
+                                         "reply, attributes, snooze, close, open)"]  # fmt: skip
+            if errors:
+                raise ValidationError(errors)
 
     return _RuleSchema
 
@@ -975,11 +1005,13 @@ class Rule:
     """One validated rule; ``when`` is compiled once at load."""
 
     index: int
-    tag: str
+    tag: str | None
     when: _AllOf
     assign_to: Assignment | None = None
     description: str | None = None
     enabled: bool = True
+    name: str = ""
+    actions: Actions = field(default_factory=Actions)
 
 
 class RuleSet:
@@ -1007,7 +1039,7 @@ class RuleSet:
     @property
     def tag_names(self) -> tuple[str, ...]:
         """Every tag an enabled rule can give, de-duplicated in file order (for the tag cache)."""
-        return tuple(dict.fromkeys(r.tag for r in self.rules if r.enabled))
+        return tuple(dict.fromkeys(r.tag for r in self.rules if r.enabled and r.tag))
 
     def _run(self, ctx: MatchContext) -> _Run:
         text = ctx.text
@@ -1021,13 +1053,27 @@ class RuleSet:
         run = self._run(ctx)
         matches: dict[str, Match] = {}
         for rule in self.rules:
-            if not rule.enabled or rule.tag in matches:
+            if not rule.enabled or rule.tag is None or rule.tag in matches:
                 continue
             run.rule_label = f"{rule.index} ({rule.tag})"
             held, _ = rule.when.check_each(run, explain=False)
             if held:
                 matches[rule.tag] = Match(rule.tag, rule.index, rule.assign_to)
         return list(matches.values())
+
+    def matched(self, ctx: MatchContext) -> list[Rule]:
+        """Every enabled rule whose conditions hold, in file order (one evaluation each): the
+        tags come from :func:`tag_matches`, the actions from each rule."""
+        run = self._run(ctx)
+        out = []
+        for rule in self.rules:
+            if not rule.enabled:
+                continue
+            run.rule_label = f"{rule.index} ({rule.name or rule.tag})"
+            held, _ = rule.when.check_each(run, explain=False)
+            if held:
+                out.append(rule)
+        return out
 
     def explain(self, ctx: MatchContext) -> list[Explanation]:
         """Per rule: matched or not, and each condition's trace (nothing short-circuits)."""
@@ -1046,9 +1092,20 @@ class RuleSet:
                     conditions=traces,
                     assign_to=rule.assign_to,
                     timed_out=run.timed_out,
+                    name=rule.name,
+                    actions=rule.actions,
                 )
             )
         return out
+
+
+def tag_matches(rules: Iterable[Rule]) -> list[Match]:
+    """The tags of matched rules, one ``Match`` per tag (its first rule), as ``evaluate``."""
+    matches: dict[str, Match] = {}
+    for rule in rules:
+        if rule.tag is not None and rule.tag not in matches:
+            matches[rule.tag] = Match(rule.tag, rule.index, rule.assign_to)
+    return list(matches.values())
 
 
 def first_assignment(matches: Iterable[Match]) -> Assignment | None:
@@ -1104,13 +1161,19 @@ def load_rules(
         rules.append(
             Rule(
                 index,
-                item["tag"].strip(),
+                item["tag"].strip() if item.get("tag") is not None else None,
                 item["when"],
                 assignment,
                 item.get("description"),
                 item["enabled"],
+                rule_name(item),
+                load_actions(item),
             )
         )
+    duplicates = check_names((r.index, r.name, "name" in raw_rule, bool(r.actions))
+                             for r, raw_rule in zip(rules, data["rules"], strict=True))  # fmt: skip
+    if duplicates:
+        raise RulesError(duplicates, source)
     return RuleSet(
         rules, regex_timeout=regex_timeout, max_text_length=max_text_length, source=source
     )
@@ -1136,10 +1199,10 @@ def format_explanation(explanations: Iterable[Explanation]) -> str:
         extra = ""
         if exp.assign_to:
             extra = f" -> assign to {exp.assign_to.assignee_type} {exp.assign_to.assignee_id}"
-        lines.append(f"rule {exp.rule_index} [{exp.tag}]: {status}{extra}")
+        lines.append(f"rule {exp.rule_index} [{exp.name or exp.tag}]: {status}{extra}")
         for trace in exp.conditions:
             lines.extend(_format_trace(trace, 2))
-    tags = list(dict.fromkeys(e.tag for e in explanations if e.matched))
+    tags = list(dict.fromkeys(e.tag for e in explanations if e.matched and e.tag))
     lines.append("tags: " + (", ".join(tags) if tags else "(none)"))
     return "\n".join(lines)
 

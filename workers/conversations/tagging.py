@@ -21,6 +21,9 @@ Intercom calls, and the reasons it is shaped the way it is:
   Why: a customer reply re-runs the rules, and re-assigning a conversation that a teammate has
   since moved elsewhere would fight the humans; and assigning first means a job that dies between
   the two calls still assigns on its retry (the tag, not yet applied, is still "new").
+* **Rule actions** (notes, replies, attributes, snooze/close/open) run after the tags, each at
+  most once per conversation and rule: :mod:`workers.conversations.triage`. With
+  ``RULES_MODE=shadow`` nothing is written; every tag, assignment and action is logged instead.
 
 :func:`single_flight` (one process creates, the others wait) and :func:`exclusive` (one job per
 object at a time) are also used by :mod:`workers.contacts.enrich`.
@@ -46,7 +49,9 @@ from workers.conversations.rules import (
     context_from_conversation,
     first_assignment,
     load_rules,
+    tag_matches,
 )
+from workers.conversations.triage import Triage, TriageOutcome
 from workers.jobs.errors import NotFound
 from workers.jobs.locks import LOCK_SECONDS, WAIT_SECONDS, exclusive, single_flight
 from workers.jobs.logs import log_event
@@ -59,6 +64,9 @@ TAG_LOCK_PREFIX = "intercom-sync:tags:lock:"  # + casefolded name, held while on
 # how long a cache survives when beat is down, after which each name costs one POST /tags again.
 TAG_CACHE_TTL = 86400
 CONVERSATION_LOCK_PREFIX = "intercom-sync:tag:lock:"  # + conversation id, held for one job
+# Renewed while the job runs (exclusive's keep_alive), so it can be short: a job whose worker
+# died releases its conversation to the redelivered job within this many seconds.
+CONVERSATION_LOCK_SECONDS = 15.0
 
 
 # --------------------------------------------------------------------------- tag cache
@@ -245,6 +253,7 @@ class TagOutcome:
     applied: list[str] = field(default_factory=list)
     already_present: list[str] = field(default_factory=list)
     assigned: Assignment | None = None
+    triage: TriageOutcome | None = None
 
 
 def first_contact_id(conversation: Mapping[str, Any]) -> str | None:
@@ -322,7 +331,8 @@ def tag_conversation(services: Services, conversation_id: str) -> TagOutcome:
     one job per conversation at a time. Raises ``FeatureOff`` when tagging is not configured."""
     services.require("tagging")
     with exclusive(services.redis, CONVERSATION_LOCK_PREFIX + str(conversation_id),
-                   what=f"conversation {conversation_id}"):  # fmt: skip
+                   what=f"conversation {conversation_id}",
+                   lock_seconds=CONVERSATION_LOCK_SECONDS, keep_alive=True):  # fmt: skip
         return _tag_conversation(services, conversation_id)
 
 
@@ -340,7 +350,9 @@ def _tag_conversation(services: Services, conversation_id: str) -> TagOutcome:
         return outcome
     contact, companies = _related(intercom, conversation, rules.scopes)
     ctx = context_from_conversation(conversation, contact, companies)
-    matches = rules.ruleset.evaluate(ctx)
+    matched = rules.ruleset.matched(ctx)
+    matches = tag_matches(matched)
+    shadow = settings.RULES_MODE == "shadow"
 
     cache = TagCache(services.redis, intercom)
     present_names, present_ids = _present_tags(conversation)
@@ -356,6 +368,10 @@ def _tag_conversation(services: Services, conversation_id: str) -> TagOutcome:
             new.append(match)
 
     assignment = first_assignment(new)
+    if shadow:
+        _log_planned(conversation_id, new, assignment, conversation,
+                     {r.index: r.name for r in matched})  # fmt: skip
+        new, assignment = [], None
     if assignment is not None and not _already_assigned(conversation, assignment):
         intercom.assign_conversation(conversation_id, admin_id, assignment.assignee_id,
                                      kind=assignment.assignee_type)  # fmt: skip
@@ -364,13 +380,36 @@ def _tag_conversation(services: Services, conversation_id: str) -> TagOutcome:
         apply_tag(intercom, cache, str(conversation_id), match.tag, admin_id)
         outcome.applied.append(match.tag)
 
+    outcome.triage = Triage(
+        services, conversation, contact=contact, companies=companies, have=rules.scopes,
+        fetch=lambda scopes: _related(intercom, conversation, scopes), shadow=shadow,
+    ).run(matched)  # fmt: skip
+
     assigned = outcome.assigned
+    acted = outcome.triage
     log_event(
         logger, "tag.done", conversation_id=conversation_id, tags_applied=outcome.applied,
         tags_already_present=outcome.already_present,
+        actions_done=(acted.done or None) if acted else None,
+        actions_adopted=(acted.adopted or None) if acted else None,
+        actions_skipped=(acted.skipped or None) if acted else None,
         assigned_to=f"{assigned.assignee_type}:{assigned.assignee_id}" if assigned else None,
     )  # fmt: skip
     return outcome
+
+
+def _log_planned(conversation_id: str, new: list[Match], assignment: Assignment | None,
+                 conversation: Mapping[str, Any], names: Mapping[int, str]) -> None:  # fmt: skip
+    """Shadow mode: one INFO line per tag and assignment a live run would write."""
+    for match in new:
+        log_event(logger, "rules.shadow", conversation_id=conversation_id,
+                  rule=names.get(match.rule_index, match.tag), action="tag",
+                  tag=match.tag)  # fmt: skip
+    if assignment is not None and not _already_assigned(conversation, assignment):
+        index = next((m.rule_index for m in new if m.assign_to == assignment), -1)
+        log_event(logger, "rules.shadow", conversation_id=conversation_id,
+                  rule=names.get(index), action="assign",
+                  assignee=f"{assignment.assignee_type}:{assignment.assignee_id}")  # fmt: skip
 
 
 def refresh_tag_cache(services: Services) -> int | None:

@@ -106,6 +106,17 @@ def is_transient(exc: BaseException) -> bool:
     )
 
 
+def certainly_not_sent(exc: BaseException) -> bool:
+    """Whether a failed write surely changed nothing: our limiter refused it before sending,
+    or the service answered 4xx (including 429). Timeouts and 5xx may hide a write that
+    happened (Intercom may have created the article, posted the reply)."""
+    if isinstance(exc, RateLimited):
+        return True
+    return isinstance(exc, PermanentServiceError) or (
+        isinstance(exc, ServiceError) and exc.status is not None and 400 <= exc.status < 500
+    )
+
+
 def retry_after(exc: BaseException) -> float | None:
     """The wait a service asked for (a 429's reset), if any."""
     return getattr(exc, "retry_after", None)

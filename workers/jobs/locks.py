@@ -7,6 +7,7 @@ object: a conversation, a contact, an article's translation group).
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -114,6 +115,7 @@ def exclusive(
     what: str,
     lock_seconds: float = JOB_LOCK_SECONDS,
     wait_seconds: float = JOB_WAIT_SECONDS,
+    keep_alive: bool = False,
 ) -> Iterator[None]:
     """Run the block in one process at a time for one object (a conversation, a contact).
 
@@ -124,16 +126,43 @@ def exclusive(
     write again, never a wrong state. A waiter gives up after ``wait_seconds`` with a transient
     error, so the job comes back after a backoff instead of holding a pool process (and its
     time limit) while a stale lock runs out.
+
+    ``keep_alive``: a thread renews the lock every third of ``lock_seconds`` while the block
+    runs, so a short ``lock_seconds`` bounds how long a job killed mid-block (SIGKILL, a lost
+    host) keeps the next job of its object waiting, without a slow live job losing its lock.
     """
     lock = new_lock(client, lock_key, seconds=lock_seconds, wait=wait_seconds)
     if not acquire(lock, blocking=True):
         raise TransientServiceError(
             f"{what} is being processed by another job", service="intercom-sync"
         )
+    stop = threading.Event()
+    renewer = None
+    if keep_alive:
+        renewer = threading.Thread(target=_renew, args=(lock, lock.local.token, stop),
+                                   name=f"renew {lock_key}", daemon=True)  # fmt: skip
+        renewer.start()
     try:
         yield
     finally:
+        stop.set()
+        if renewer is not None:
+            renewer.join(timeout=RELEASE_SECONDS)
         release(lock)
+
+
+def _renew(lock: redis.lock.Lock, token: bytes | None, stop: threading.Event) -> None:
+    """Reset the lock's expiry every third of its timeout until ``stop``; give up once the lock
+    is no longer held with ``token`` (redis-py keeps the token thread-local, so it is passed)."""
+    assert lock.timeout is not None
+    milliseconds = int(lock.timeout * 1000)
+    while token is not None and not stop.wait(lock.timeout / 3):
+        try:
+            if not lock.lua_reacquire(keys=[lock.name], args=[token, milliseconds],
+                                      client=lock.redis):  # fmt: skip
+                return
+        except redis.RedisError:
+            continue  # Redis away for a moment: the next round tries again
 
 
 def release(

@@ -44,7 +44,10 @@ def _cmd_send_test_webhook(args: argparse.Namespace, settings: Settings) -> int:
             secret = send.default_secret(settings.INTERCOM_CLIENT_SECRET,
                                          stack.INTERCOM_CLIENT_SECRET)  # fmt: skip
             fake = None if args.no_seed else f"http://127.0.0.1:{port + 1}"
-            answer = send.send_intercom(base, secret, intercom_url=fake, topic=args.topic)
+            articles = None if args.no_seed or not args.topic.startswith("conversation.") \
+                else f"http://127.0.0.1:{port + 2}"  # fmt: skip
+            answer = send.send_intercom(base, secret, intercom_url=fake, topic=args.topic,
+                                        sanity_url=articles)  # fmt: skip
     except requests.RequestException as exc:
         print(f"intercom-sync: the receiver at {base} did not answer ({type(exc).__name__})",
               file=sys.stderr)  # fmt: skip
@@ -72,6 +75,7 @@ def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 def _cmd_rules(args: argparse.Namespace, settings: Settings) -> int:
     from workers.conversations.rules import RulesError, explain_cli
+    from workers.conversations.triage import actions_cli
 
     rules_path = args.rules or settings.RULES_PATH
     if not rules_path:
@@ -79,6 +83,9 @@ def _cmd_rules(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     try:
         print(explain_cli(rules_path, args.file_or_text))
+        actions = actions_cli(rules_path, args.file_or_text)
+        if actions:
+            print(actions)
     except RulesError as exc:
         print(f"intercom-sync: {exc.source or rules_path}: rules file is invalid:", file=sys.stderr)
         for error in exc.errors:
@@ -239,7 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
         "test",
         help="which tags would apply to a text or conversation, and why",
         description="Evaluate the rules on FILE_OR_TEXT and print, per rule, whether it "
-        "matched and which condition held or failed, then the tags that would be applied. "
+        "matched and which condition held or failed, then the tags that would be applied "
+        "and the matching rules' actions with their placeholders filled in. "
         "FILE_OR_TEXT is a conversation or notification JSON file (as Intercom sends or "
         "answers it; only customer-written text counts), any other text file, or the text "
         "itself. Contact and company conditions see no data here. Makes no Intercom call.",

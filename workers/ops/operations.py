@@ -10,6 +10,7 @@ import redis
 
 from workers.articles import queries
 from workers.clients.services import Services
+from workers.conversations.triage import attribute_problems
 from workers.jobs import routing
 from workers.jobs.errors import ServiceError
 from workers.tasks.base import LAST_SUCCESS
@@ -66,6 +67,10 @@ def run_checks(services: Services) -> list[Check]:
             reason = f"not checked: Redis unreachable ({type(exc).__name__})"
             checks.append(Check("intercom", False, reason))
 
+    attributes = conversation_attributes_check(services)
+    if attributes is not None:
+        checks.append(attributes)
+
     if not settings.SANITY_PROJECT_ID or not settings.SANITY_DATASET:
         checks.append(Check("sanity", None, "off: set SANITY_PROJECT_ID and SANITY_DATASET"))
     else:
@@ -80,6 +85,22 @@ def run_checks(services: Services) -> list[Check]:
             reason = f"not checked: Redis unreachable ({type(exc).__name__})"
             checks.append(Check("sanity", False, reason))
     return checks
+
+
+def conversation_attributes_check(services: Services) -> Check | None:
+    """Every conversation attribute a rule sets exists in Intercom (the 2.14 API cannot create
+    them); None when no rule sets one."""
+    try:
+        problems = attribute_problems(services)
+    except (ServiceError, ValueError) as exc:
+        return Check("attributes", False, f"not checked: {exc}")
+    except redis.RedisError as exc:
+        return Check("attributes", False, f"not checked: Redis unreachable ({type(exc).__name__})")
+    if problems is None:
+        return None
+    if problems:
+        return Check("attributes", False, "configuration error: " + "; ".join(problems))
+    return Check("attributes", True, "every conversation attribute the rules set exists")
 
 
 def status_lines(services: Services, now: float | None = None) -> list[str]:

@@ -76,6 +76,10 @@ STATE_EXTENSION = "fake_intercom"
 JSON = dict[str, Any]
 
 _MAX_PER_PAGE = 150
+_MAX_PARTS_SHOWN = 500
+_BOT_AUTHOR = {"type": "bot", "id": "991000000", "name": "Operator", "email": None}
+_WRAPPER_TAGS = re.compile(r"</?(html|body|head)\b[^>]*>", re.IGNORECASE)
+_BLOCK_START = re.compile(r"^\s*<(p|div|h[1-6]|ul|ol|pre|blockquote|table|img)\b", re.IGNORECASE)
 _ATTRIBUTE_NAME_LIMIT = 190  # names must be shorter than this
 _ATTRIBUTE_VALUE_LIMIT = 255  # string values must be shorter than this
 _DATA_TYPES = ("string", "integer", "float", "boolean", "date", "datetime", "options")
@@ -344,6 +348,8 @@ class FakeIntercomState:
             self._violations: list[JSON] = []
             self._puts_without_state = 0
             self._tag_applications = 0
+            self._replies = 0
+            self._attribute_updates = 0
             if stats_only:
                 return
             self._budget = self.config.budget_per_window
@@ -583,6 +589,8 @@ class FakeIntercomState:
                 "violations": copy.deepcopy(self._violations),
                 "article_puts_without_state": self._puts_without_state,
                 "tag_applications": self._tag_applications,
+                "conversation_replies": self._replies,
+                "conversation_attribute_updates": self._attribute_updates,
                 "pending_faults": [rule.describe() for rule in self._faults],
                 "pending_delays": [rule.describe() for rule in self._delays],
                 "latency_seconds": self._latency,
@@ -901,7 +909,9 @@ class FakeIntercomState:
                 if applied["id"] in self._tags
             ],
         }
-        parts = copy.deepcopy(conversation["parts"])
+        # "The maximum number of conversation parts that can be returned via the API is 500 ...
+        # we will return the 500 most recent" (2.14 reference, Retrieve a conversation).
+        parts = copy.deepcopy(conversation["parts"][-_MAX_PARTS_SHOWN:])
         out["conversation_parts"] = {
             "type": "conversation_part.list",
             "conversation_parts": parts,
@@ -1034,6 +1044,10 @@ class FakeIntercomState:
             part = self._make_part(part_type, body, self._author(author))
             conversation["parts"].append(part)
             conversation["updated_at"] = self.now()
+            # "A snoozed conversation automatically reopens when ... a customer or teammate
+            # replies" (Intercom help, "Snooze a conversation", article 883709).
+            if conversation["state"] == "snoozed" and part["author"]["type"] in ("user", "lead"):
+                conversation.update(state="open", open=True, snoozed_until=None)
             return copy.deepcopy(part)
 
     def get_conversation(self, conversation_id: str) -> JSON:
@@ -1123,6 +1137,92 @@ class FakeIntercomState:
             conversation["updated_at"] = self.now()
             return self._render_conversation(conversation)
 
+    @staticmethod
+    def _stored_body(body: str) -> str:
+        """The body as Intercom stores a reply or note: the 2.14 reference's examples show
+        a plain-text reply ("Thanks again :)") answered as ``<p>Thanks again :)</p>`` and a
+        note sent inside ``<html> <body>`` stored without that wrapper, reflowed. So: the
+        document wrapper is dropped, whitespace between tags collapsed, and text that does
+        not start with a block element is wrapped in a paragraph."""
+        text = _WRAPPER_TAGS.sub("", body)
+        text = re.sub(r">\s+<", ">\n<", text.strip())
+        return text if _BLOCK_START.match(text) else f"<p>{text}</p>"
+
+    def reply_conversation(self, conversation_id: str, body: Mapping[str, Any]) -> JSON:
+        """``POST /conversations/{id}/reply`` by an admin: ``comment`` or ``note``.
+
+        As the 2.14 reference (Reply to a conversation) documents it: ``body`` must be present
+        for comment and note; the answer is the conversation with the new part as its only
+        ``conversation_parts`` entry. Every call adds a part: nothing is idempotent. Replies on
+        behalf of a contact (``type: user``) are not modelled here.
+        """
+        kind = body.get("message_type")
+        if body.get("type") != "admin":
+            raise _bad("only admin replies are modelled by this fake (type must be admin)")
+        if kind not in ("comment", "note"):
+            raise _bad("message_type must be comment or note")
+        text = body.get("body")
+        if not isinstance(text, str) or not text.strip():
+            raise _bad("body is required for comment and note", "parameter_not_found")
+        with self._lock:
+            conversation = self._conversation(conversation_id)
+            admin = self._admin(body.get("admin_id"))
+            author = self._author({"type": "admin", "id": admin["id"]})
+            part = self._make_part(kind, self._stored_body(text), author)
+            conversation["parts"].append(part)
+            conversation["updated_at"] = self.now()
+            self._replies += 1
+            out = self._render_conversation(conversation)
+            out["conversation_parts"] = {"type": "conversation_part.list",
+                                         "conversation_parts": [copy.deepcopy(part)],
+                                         "total_count": 1}  # fmt: skip
+            return out
+
+    def update_conversation(self, conversation_id: str, body: Mapping[str, Any]) -> JSON:
+        """``PUT /conversations/{id}``: ``read``, ``title`` and ``custom_attributes``.
+
+        Each custom attribute must exist as a conversation data attribute (they cannot be
+        created through the 2.14 API: ``POST /data_attributes`` takes contact or company
+        only); as for contacts, an unknown one is a 400. The reference's example answer shows
+        one ``conversation_attribute_updated_by_admin`` part per attribute, by a bot.
+        """
+        with self._lock:
+            conversation = self._conversation(conversation_id)
+            values = self._check_custom_attributes("conversation", body.get("custom_attributes"))
+            if "title" in body:
+                conversation["title"] = body["title"]
+            if "read" in body:
+                conversation["read"] = bool(body["read"])
+            for name, value in values.items():
+                conversation["custom_attributes"][name] = value
+                conversation["parts"].append(self._make_part(
+                    "conversation_attribute_updated_by_admin", None, dict(_BOT_AUTHOR)))
+            conversation["updated_at"] = self.now()
+            self._attribute_updates += 1
+            return self._render_conversation(conversation)
+
+    def add_conversation_attribute(self, item: Mapping[str, Any]) -> JSON:
+        """A conversation data attribute, as a teammate creates it in Intercom's settings (the
+        2.14 API cannot): ``{"name", "data_type"?, "api_writable"?, "archived"?}``."""
+        name = item.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise _bad("conversation attributes need a name")
+        with self._lock:
+            if self._custom_attribute("conversation", name) is not None:
+                raise _bad("A conversation attribute with that name already exists")
+            now = self.now()
+            attr = {
+                "id": int(self._new_id("data_attribute")), "type": "data_attribute",
+                "name": name, "full_name": f"custom_attributes.{name}", "label": name,
+                "description": "", "data_type": str(item.get("data_type") or "string"),
+                "api_writable": bool(item.get("api_writable", True)), "ui_writable": True,
+                "messenger_writable": False, "custom": True,
+                "archived": bool(item.get("archived", False)), "admin_id": self.config.admin_id,
+                "created_at": now, "updated_at": now, "model": "conversation",
+            }  # fmt: skip
+            self._custom_attributes.append(attr)
+            return copy.deepcopy(attr)
+
     # ------------------------------------------------------------------ data attributes
 
     def _custom_attribute(self, model: str, name: str) -> JSON | None:
@@ -1137,7 +1237,9 @@ class FakeIntercomState:
             raise _bad("model must be contact, company or conversation")
         with self._lock:
             every = [*_STANDARD_ATTRIBUTES, *self._custom_attributes]
-            chosen = [a for a in every if model is None or a["model"] == model]
+            # "By default we return only non archived data attributes" (2.14 reference).
+            chosen = [a for a in every if (model is None or a["model"] == model)
+                      and not a.get("archived")]  # fmt: skip
             return {"type": "list", "data": copy.deepcopy(chosen)}
 
     def create_data_attribute(self, body: Mapping[str, Any]) -> JSON:
@@ -1632,7 +1734,8 @@ class FakeIntercomState:
         ``contacts`` (contact fields, ``id``?, ``companies``: company_ids to attach,
         ``created_at``/``updated_at``?), ``articles`` (create bodies plus ``id``,
         ``created_at``, ``updated_at`` if wanted), ``conversations`` (see
-        ``add_conversation``). Returns the ids created, per kind, in order.
+        ``add_conversation``), ``conversation_attributes`` (see
+        ``add_conversation_attribute``). Returns the ids created, per kind, in order.
         """
         created: JSON = {}
         with self._lock:
@@ -1641,6 +1744,9 @@ class FakeIntercomState:
             for attr in payload.get("data_attributes") or []:
                 made = self.create_data_attribute(attr)
                 created.setdefault("data_attributes", []).append(made["id"])
+            for attr in payload.get("conversation_attributes") or []:
+                made = self.add_conversation_attribute(attr)
+                created.setdefault("conversation_attributes", []).append(made["id"])
             for name in payload.get("tags") or []:
                 tag = self.create_or_update_tag({"name": name})
                 created.setdefault("tags", []).append(tag["id"])
@@ -2006,6 +2112,14 @@ def create_fake_intercom(
     def manage_conversation(conversation_id: str) -> Response:
         return _json(state.manage_conversation(conversation_id, body()))
 
+    @app.post("/conversations/<num:conversation_id>/reply")
+    def reply_conversation(conversation_id: str) -> Response:
+        return _json(state.reply_conversation(conversation_id, body()))
+
+    @app.put("/conversations/<num:conversation_id>")
+    def update_conversation(conversation_id: str) -> Response:
+        return _json(state.update_conversation(conversation_id, body()))
+
     @app.post("/contacts")
     def create_contact() -> Response:
         return _json(state.create_contact(body()))
@@ -2174,6 +2288,9 @@ def _parse_args(argv: Iterable[str] | None) -> argparse.Namespace:
     parser.add_argument("--token", default=DEFAULT_TOKEN)
     parser.add_argument("--version", default="2.14", help="required Intercom-Version")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added per answer")
+    parser.add_argument("--conversation-attribute", action="append", default=[], metavar="NAME",
+                        help="a conversation data attribute that exists from the start "
+                        "(repeatable; the API cannot create them)")  # fmt: skip
     return parser.parse_args(None if argv is None else list(argv))
 
 
@@ -2191,7 +2308,10 @@ def main(argv: Iterable[str] | None = None) -> int:
         strict_openapi=not args.lenient,
         latency_seconds=args.latency,
     )
-    server = BackgroundServer(create_fake_intercom(config), host=args.host, port=args.port)
+    app = create_fake_intercom(config)
+    for name in args.conversation_attribute:
+        app.extensions[STATE_EXTENSION].add_conversation_attribute({"name": name})
+    server = BackgroundServer(app, host=args.host, port=args.port)
 
     def _terminate(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt  # leave serve_forever and close the socket cleanly

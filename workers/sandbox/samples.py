@@ -8,6 +8,9 @@ from typing import Any
 SAMPLE_ARTICLE_ID = "sandbox-article-refunds"
 SAMPLE_CONVERSATION_ID = "900000000000001"
 SAMPLE_CONTACT_ID = "6761d4041c1e12de4c5499ff"
+#: The conversation attribute the sample rule sets; the sandbox's fake Intercom has it from the
+#: start, as a teammate would have created it in Intercom's settings.
+SAMPLE_CONVERSATION_ATTRIBUTE = "Category"
 
 SAMPLE_RULES = """\
 rules:
@@ -21,6 +24,18 @@ rules:
     when:
       company.plan: enterprise
 """
+# What the sandbox adds to the sample rules: a rule with every action, for the sample
+# conversation (its article is the sample article, which send-test-webhook also publishes).
+SAMPLE_TRIAGE_RULES = """\
+  - name: refund-request
+    when:
+      text_any: [refund, "charged twice"]
+    note: "Refund asked by {{ contact.name }} ({{ company.name }}, plan {{ company.plan }})"
+    reply: {article: ARTICLE, text: "This should help:"}
+    attributes: {Category: Billing}
+    snooze: {minutes: 240}
+""".replace("ARTICLE", SAMPLE_ARTICLE_ID)
+SANDBOX_RULES = SAMPLE_RULES + SAMPLE_TRIAGE_RULES
 
 
 def sample_article(title: str = "How refunds work") -> dict[str, Any]:

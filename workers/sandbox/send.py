@@ -31,6 +31,15 @@ def _seed(url: str, path: str, payload: dict) -> str:
     return f"the fake at {url} kept its data ({answer.status_code}); sending anyway"
 
 
+def _has_document(url: str, document_id: str) -> bool:
+    """Whether the fake Sanity at ``url`` already has the document (unreachable: say yes, so
+    nothing is seeded)."""
+    try:
+        return requests.get(f"{url}/_fake/documents/{document_id}", timeout=5).status_code != 404
+    except requests.RequestException:
+        return True
+
+
 def send_sanity(receiver: str, secret: str, *, sanity_url: str | None,
                 title: str) -> requests.Response:  # fmt: skip
     """Publish the sample article in the fake Sanity (no webhook from it), then send the
@@ -51,9 +60,13 @@ def send_sanity(receiver: str, secret: str, *, sanity_url: str | None,
 
 
 def send_intercom(receiver: str, secret: str, *, intercom_url: str | None,
-                  topic: str) -> requests.Response:  # fmt: skip
+                  topic: str, sanity_url: str | None = None) -> requests.Response:  # fmt: skip
     """Store the sample contact and conversation in the fake Intercom, then send a signed
-    ``topic`` notification about them."""
+    ``topic`` notification about them. With ``sanity_url``, the sample article is published
+    there first (its webhook syncs it), so the sample rule's article reply has its link."""
+    if sanity_url and not _has_document(sanity_url, samples.SAMPLE_ARTICLE_ID):
+        document = samples.sample_article()
+        print(_seed(sanity_url, "/_fake/documents", {"documents": [document], "notify": True}))
     if intercom_url:
         print(_seed(intercom_url, "/_fake/seed", samples.sample_intercom_seed()))
     body = json.dumps(samples.sample_notification(topic, INTERCOM_TOPICS[topic])).encode()

@@ -12,7 +12,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from workers.sandbox.samples import SAMPLE_RULES
+from workers.sandbox.samples import SAMPLE_CONVERSATION_ATTRIBUTE, SANDBOX_RULES
 
 # Public on purpose: they only open the local fakes.
 INTERCOM_TOKEN = "sandbox-intercom-token"  # noqa: S105
@@ -33,7 +33,7 @@ class SandboxPorts:
 def sandbox_env(ports: SandboxPorts) -> dict[str, str]:
     """The settings that point the stack at the fakes (they override the environment)."""
     rules = Path(tempfile.mkdtemp(prefix="intercom-sync-sandbox-")) / "rules.yaml"
-    rules.write_text(SAMPLE_RULES)
+    rules.write_text(SANDBOX_RULES)
     return {
         "INTERCOM_API_BASE": f"http://127.0.0.1:{ports.intercom}",
         "INTERCOM_ACCESS_TOKEN": INTERCOM_TOKEN,
@@ -56,7 +56,7 @@ def fake_processes(ports: SandboxPorts) -> dict[str, str]:
     python = sys.executable
     return {
         "intercom": f"{python} -m workers.sandbox.fake_intercom --port {ports.intercom} "
-        f"--token {INTERCOM_TOKEN}",
+        f"--token {INTERCOM_TOKEN} --conversation-attribute {SAMPLE_CONVERSATION_ATTRIBUTE}",
         "sanity": f"{python} -m workers.sandbox.fake_sanity --port {ports.sanity} "
         f"--token {SANITY_TOKEN} "
         f"--webhook-url http://127.0.0.1:{ports.receiver}/webhooks/sanity "

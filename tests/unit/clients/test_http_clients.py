@@ -144,6 +144,25 @@ CALLS: dict[str, tuple[Callable[[IntercomClient], Any], str, str, Any, dict[str,
                             "POST", "/conversations/5000001/parts",
                             {"message_type": "assignment", "type": "team", "admin_id": "1295",
                              "assignee_id": "77"}, {}),
+    "reply_conversation": (lambda c: c.reply_conversation("5000001", 1295, "<p>On it</p>"),
+                           "POST", "/conversations/5000001/reply",
+                           {"message_type": "comment", "type": "admin", "admin_id": "1295",
+                            "body": "<p>On it</p>"}, {}),
+    "snooze_conversation": (lambda c: c.snooze_conversation("5000001", 1295, 1_700_000_000),
+                            "POST", "/conversations/5000001/parts",
+                            {"message_type": "snoozed", "admin_id": "1295",
+                             "snoozed_until": 1_700_000_000}, {}),
+    "close_conversation": (lambda c: c.close_conversation("5000001", 1295), "POST",
+                           "/conversations/5000001/parts",
+                           {"message_type": "close", "type": "admin", "admin_id": "1295"}, {}),
+    "open_conversation": (lambda c: c.open_conversation("5000001", 1295), "POST",
+                          "/conversations/5000001/parts",
+                          {"message_type": "open", "admin_id": "1295"}, {}),
+    "update_conversation_attributes": (
+        lambda c: c.update_conversation_attributes("5000001", {"Category": "Billing",
+                                                               "Escalation": 2}),
+        "PUT", "/conversations/5000001",
+        {"custom_attributes": {"Category": "Billing", "Escalation": 2}}, {}),
     "get_contact": (lambda c: c.get_contact("6762f0000000000000000001"), "GET",
                     "/contacts/6762f0000000000000000001", None, {}),
     "find_contact_by_external_id": (lambda c: c.find_contact_by_external_id("user-81"), "POST",
@@ -210,6 +229,34 @@ def test_each_method_sends_the_right_request(name, intercom, mock, limiter, chec
     assert limiter.events == [("acquire", 1), ("observe", "99")]
 
 
+@pytest.mark.parametrize(("call", "method", "path", "body", "query"), [
+    (lambda c: c.reply_conversation("5000001", "1295", "<p>For the team</p>", note=True),
+     "POST", "/conversations/5000001/reply",
+     {"message_type": "note", "type": "admin", "admin_id": "1295",
+      "body": "<p>For the team</p>"}, {}),
+    (lambda c: c.list_data_attributes("conversation"), "GET", "/data_attributes", None,
+     {"model": "conversation"}),
+])  # fmt: skip
+def test_notes_and_conversation_attributes_send_the_right_request(
+    call, method, path, body, query, intercom, mock, checker
+) -> None:
+    answer_everything(mock)
+    call(intercom)
+    [(sent_method, sent_path, sent_query, sent_body, _)] = sent(mock)
+    assert (sent_method, sent_path, sent_query, sent_body) == (method, path, query, body)
+    assert [str(v) for v in checker.check(method, path, sent_body, query=sent_query)] == []
+
+
+def test_the_spec_check_rejects_bad_conversation_action_bodies(checker) -> None:
+    # Controls for the bodies above: the 2.14 description requires these fields.
+    assert checker.check("POST", "/conversations/1/reply", {"message_type": "note",
+                                                             "body": "x", "admin_id": "1"})
+    assert checker.check("POST", "/conversations/1/parts", {"message_type": "snoozed",
+                                                             "admin_id": "1"})
+    assert checker.check("POST", "/conversations/1/parts", {"message_type": "close",
+                                                             "admin_id": "1"})
+
+
 def test_the_spec_check_used_above_does_reject_bad_bodies(checker) -> None:
     # A control: if the checker accepted anything, the test above would prove nothing.
     assert checker.check("POST", "/conversations/1/tags", {"id": 7, "admin_id": 1295})
@@ -258,7 +305,7 @@ def test_update_article_refuses_a_body_without_state(intercom, mock, limiter) ->
 
 @pytest.mark.parametrize("call", [
     lambda c: c.upsert_company({"name": "No id"}),
-    lambda c: c.list_data_attributes("conversation"),
+    lambda c: c.list_data_attributes("ticket"),
 ])  # fmt: skip
 def test_local_argument_errors_send_nothing(call, intercom, mock, limiter) -> None:
     answer_everything(mock)

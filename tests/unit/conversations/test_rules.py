@@ -469,7 +469,7 @@ rules:
         ("rules: [{tag: a, when: {text_any: []}}]", "rules[0].when.text_any: must be a phrase"),
         (
             "rules: [{tag: a, when: {text_any: 'x'}}, {when: {text_any: y}}]",
-            "rules[1].tag: Missing data for required field",
+            "rules[1].name: a rule without a tag needs a name",
         ),
         ("rules: [{tag: '', when: {text_any: 'x'}}]", "rules[0].tag:"),
         ("rules: [{tag: off, when: {text_any: 'x'}}]", "rules[0].tag: must be a string (quote"),

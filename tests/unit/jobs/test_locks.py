@@ -160,3 +160,30 @@ def test_an_acquisition_that_fails_mid_way_takes_back_what_it_stored() -> None:
     assert client.get("lock:contact:3") is None  # not left to block the job's retry
     with exclusive(client, "lock:contact:3", what="contact 3", wait_seconds=0.2):
         assert client.get("lock:contact:3") is not None
+
+
+
+def test_a_kept_alive_lock_outlives_its_timeout_while_held() -> None:
+    """A job lock that its holder renews can be short: a live job keeps it past the timeout
+    (without ``keep_alive`` it would be gone), and it is released at the end."""
+    client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    with exclusive(client, "lock:c1", what="c1", lock_seconds=0.6, keep_alive=True):
+        time.sleep(1.5)
+        assert client.exists("lock:c1")
+        with pytest.raises(TransientServiceError), exclusive(
+            client, "lock:c1", what="c1", lock_seconds=0.6, wait_seconds=0.1
+        ):
+            pass
+    assert not client.exists("lock:c1")
+    with exclusive(client, "lock:c3", what="c3", lock_seconds=0.6):
+        time.sleep(1.5)
+        assert not client.exists("lock:c3")  # the control: unrenewed, it expired
+
+
+def test_the_lock_of_a_holder_that_died_frees_within_its_timeout() -> None:
+    """A holder killed mid-job renews nothing: the next job gets the lock once it expires."""
+    client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    assert client.lock("lock:c2", timeout=0.6).acquire(blocking=False)  # never released
+    started = time.monotonic()
+    with exclusive(client, "lock:c2", what="c2", lock_seconds=0.6, wait_seconds=3):
+        assert time.monotonic() - started < 1.5

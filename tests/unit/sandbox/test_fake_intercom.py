@@ -561,6 +561,84 @@ def test_conversation_tagging(client: Any, state: FakeIntercomState) -> None:
     assert state.snapshot()["conversation_tags"] == {conversation_id: []}
 
 
+def test_admin_replies_and_notes_add_a_part_each_time(
+    client: Any, state: FakeIntercomState, clock: Clock
+) -> None:
+    conversation_id = state.add_conversation({"body": "<p>refund?</p>"})
+    path = f"/conversations/{conversation_id}/reply"
+    comment = {"message_type": "comment", "type": "admin", "admin_id": ADMIN_ID,
+               "body": "We are on it."}  # fmt: skip
+    answers = [client.post(path, json=comment, headers=HEADERS) for _ in range(2)]
+    assert [a.status_code for a in answers] == [200, 200]
+    # Intercom answers the conversation with only the new part; plain text becomes a paragraph.
+    [part] = answers[0].get_json()["conversation_parts"]["conversation_parts"]
+    assert (part["part_type"], part["body"]) == ("comment", "<p>We are on it.</p>")
+    assert part["author"]["type"] == "admin" and part["author"]["id"] == ADMIN_ID
+    assert part["created_at"] == int(clock.now)
+    note = {"message_type": "note", "type": "admin", "admin_id": ADMIN_ID,
+            "body": "<html> <body> <h2>For the team</h2>  <p>x</p> </body> </html>"}  # fmt: skip
+    [stored] = client.post(path, json=note, headers=HEADERS).get_json()[
+        "conversation_parts"]["conversation_parts"]  # fmt: skip
+    assert stored["body"] == "<h2>For the team</h2>\n<p>x</p>"  # the wrapper dropped, reflowed
+    every = client.get(f"/conversations/{conversation_id}", headers=HEADERS).get_json()
+    kinds = [p["part_type"] for p in every["conversation_parts"]["conversation_parts"]]
+    assert kinds == ["comment", "comment", "note"]  # nothing is idempotent
+    assert state.stats()["conversation_replies"] == 3
+
+    assert_error(client.post(path, json={**comment, "body": " "}, headers=HEADERS), 400,
+                 "parameter_not_found")  # fmt: skip
+    assert_error(client.post(path, json={**comment, "admin_id": "404"}, headers=HEADERS), 404,
+                 "admin_not_found")  # fmt: skip
+    missing_type = {k: v for k, v in comment.items() if k != "type"}
+    assert client.post(path, json=missing_type, headers=HEADERS).status_code == 400
+    assert_error(client.post("/conversations/999/reply", json=comment, headers=HEADERS), 404,
+                 "not_found")  # fmt: skip
+
+
+def test_conversation_attributes_must_exist_and_updates_are_parts(
+    client: Any, state: FakeIntercomState
+) -> None:
+    conversation_id = state.add_conversation({"body": "<p>refund?</p>"})
+    state.seed({"conversation_attributes": [{"name": "Category"},
+                                             {"name": "Old", "archived": True}]})  # fmt: skip
+    listed = client.get("/data_attributes?model=conversation", headers=HEADERS).get_json()
+    assert [a["name"] for a in listed["data"]] == ["Category"]  # archived ones are not listed
+    # The 2.14 API cannot create conversation attributes.
+    body = {"name": "X", "model": "conversation", "data_type": "string"}
+    made = client.post("/data_attributes", json=body, headers=HEADERS)
+    assert made.status_code == 400
+
+    path = f"/conversations/{conversation_id}"
+    answer = client.put(path, json={"custom_attributes": {"Category": "Billing"}}, headers=HEADERS)
+    assert answer.status_code == 200
+    assert answer.get_json()["custom_attributes"] == {"Category": "Billing"}
+    parts = answer.get_json()["conversation_parts"]["conversation_parts"]
+    assert parts[-1]["part_type"] == "conversation_attribute_updated_by_admin"
+    unknown = client.put(path, json={"custom_attributes": {"Tier": "gold"}}, headers=HEADERS)
+    assert_error(unknown, 400, "parameter_invalid")
+    wrong_type = client.put(path, json={"custom_attributes": {"Category": 3}}, headers=HEADERS)
+    assert wrong_type.status_code == 400
+    assert state.get_conversation(conversation_id)["custom_attributes"] == {"Category": "Billing"}
+
+
+def test_snoozed_reopens_on_a_customer_reply_and_only_500_parts_are_returned(
+    client: Any, state: FakeIntercomState, clock: Clock
+) -> None:
+    contact = state.seed({"contacts": [{"role": "user", "email": "a@b.test"}]})["contacts"][0]
+    conversation_id = state.add_conversation({"body": "<p>hi</p>", "contact_ids": [contact]})
+    snooze = {"message_type": "snoozed", "admin_id": ADMIN_ID,
+              "snoozed_until": int(clock.now) + 3600}  # fmt: skip
+    snoozed = client.post(f"/conversations/{conversation_id}/parts", json=snooze,
+                          headers=HEADERS).get_json()  # fmt: skip
+    assert snoozed["state"] == "snoozed"
+    state.add_conversation_part(conversation_id, "<p>any news?</p>")
+    assert state.get_conversation(conversation_id)["state"] == "open"
+    for n in range(520):
+        state.add_conversation_part(conversation_id, f"<p>{n}</p>")
+    shown = state.get_conversation(conversation_id)["conversation_parts"]["conversation_parts"]
+    assert len(shown) == 500 and shown[-1]["body"] == "<p>519</p>"
+
+
 def test_conversation_shape_and_assignment(client: Any, state: FakeIntercomState) -> None:
     created = state.seed(
         {
