@@ -1256,12 +1256,42 @@ def _too_deep(data: Any) -> str | None:
         else:
             continue
         if depth > MAX_NESTING:
-            return path or "(top level)"
+            return (path if len(path) <= 100 else path[:100] + "...") or "(top level)"
         stack.extend((v, p, depth + 1) for p, v in children)
     return None
 
 
+def _json_too_deep(text: str) -> str | None:
+    """``line L, column C`` where JSON text nests deeper than ``MAX_NESTING``, or None.
+
+    One pass over the characters (strings skipped), before ``json.loads``, whose C parser
+    recurses and would raise ``RecursionError`` on a few thousand levels.
+    """
+    depth, line, line_start, in_string, escaped = 0, 1, 0, False, False
+    for i, ch in enumerate(text):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_NESTING:
+                return f"line {line}, column {i - line_start + 1}"
+        elif ch in "]}":
+            depth -= 1
+        if ch == "\n":
+            line, line_start = line + 1, i + 1
+    return None
+
+
 def _parse(text: str, fmt: str, source: str | None) -> Any:
+    if fmt == "json" and (place := _json_too_deep(text)) is not None:
+        raise RulesError([f"{place}: nested deeper than {MAX_NESTING} levels"], source)
     try:
         if fmt == "json":
             data = json.loads(text, object_pairs_hook=_json_no_duplicates)
