@@ -266,32 +266,42 @@ _DIGIT_EDGE = re.compile(r"(?<=[^\W\d_])(?=\d)|(?<=\d)(?=[^\W\d_])")
 _SEPARATORS = re.compile(r"[\W_]+")
 
 
+_LATIN_LETTER_NAME = re.compile(r"LATIN (?:SMALL |CAPITAL )?LETTER (?:SMALL CAPITAL )?([A-Z])")
+
+
 @functools.lru_cache(maxsize=4096)
 def _latin_lookalike(char: str) -> str:
-    """The ASCII letter or digit ``char`` imitates (Unicode's confusables data), else ``char``.
+    """The ASCII letter or digit ``char`` imitates, else ``char``.
 
     Why a library: Unicode's confusables table (``confusables.txt``, which
     ``confusable_homoglyphs`` ships and looks up) has thousands of entries across Cyrillic,
     Greek, Armenian, Cherokee, mathematical letters...; a hand table would miss most of them.
+    Two adjustments: the table's prototype for every I-like letter is ``l``, so an upper-case
+    one becomes ``I`` (Greek ``API`` must still read ``API``); and Latin letters the table
+    leaves alone (small capitals such as U+1D18) fall back on their Unicode name.
     """
     # Imported here: the table is 900 KB of JSON, loaded only once a non-ASCII name shows up.
     from confusable_homoglyphs import confusables
 
-    found = confusables.is_confusable(char, greedy=True, preferred_aliases=["latin"])
-    for entry in found or ():
+    for entry in confusables.is_confusable(char, greedy=True) or ():
         for glyph in entry.get("homoglyphs", ()):
             candidate = glyph.get("c", "")
             if len(candidate) == 1 and candidate.isascii() and candidate.isalnum():
-                return candidate
-    return char
+                return "I" if candidate == "l" and char.isupper() else candidate
+    named = _LATIN_LETTER_NAME.fullmatch(unicodedata.name(char, ""))
+    return named.group(1).lower() if named else char
 
 
 def fold_confusables(text: str) -> str:
-    """NFKC, then every non-ASCII character that imitates an ASCII letter or digit replaced
-    by it: ``"p\\u0430ssw\\u043erd"`` (Cyrillic a and o) -> ``"password"``."""
-    text = unicodedata.normalize("NFKC", text)
+    """Accents dropped, NFKC, then every non-ASCII character that imitates an ASCII letter or
+    digit replaced by it: ``"p\\u0430ssw\\u00f6rd"`` (Cyrillic a, o with diaeresis) ->
+    ``"password"``."""
     if text.isascii():
         return text
+    decomposed = unicodedata.normalize("NFKD", text)
+    text = unicodedata.normalize(
+        "NFKC", "".join(c for c in decomposed if unicodedata.category(c) != "Mn")
+    )
     return "".join(c if c.isascii() else _latin_lookalike(c) for c in text)
 
 
