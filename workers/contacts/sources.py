@@ -295,7 +295,7 @@ def contact_ref(contact: Mapping[str, Any]) -> str:
         return f"external_id#{digest}"
     domain = _email_domain(contact)
     if domain:
-        return f"email@{domain}"
+        return f"email at {domain}"  # not "x@domain": log scrubbing would mask it as an email
     if contact.get("id"):
         return f"contact {contact['id']}"
     return "contact (no identifiers)"
