@@ -19,7 +19,9 @@ side in the same run:
 * 200 rules of ``(a|aa)+$`` (loaded with the static check off) evaluated with the shared budget
   and with only a per-search timeout (20 rules for the latter, then per-rule cost);
 * the alias-bomb file refused by the loader, and bombs of 4 and 5 levels expanded by a plain
-  ``yaml.SafeLoader`` plus validation, to show the growth the refusal avoids.
+  ``yaml.SafeLoader`` plus validation, to show the growth the refusal avoids;
+* log scrubbing (``workers.jobs.logs.scrub``) on 256 KiB and 1 MiB of hostile text: the ratio
+  shows it stays linear.
 
 Prints Markdown tables; exits 1 when a bound above is missed.
 """
@@ -199,6 +201,19 @@ def bomb_rows(failures: list[str]) -> list[str]:
     return rows
 
 
+def scrub_rows() -> list[str]:
+    """Log scrubbing on hostile lines: 256 KiB and 1 MiB side by side (linear: about 4x)."""
+    from workers.jobs.logs import scrub
+
+    rows = ["| input repeated | 256 KiB (CPU) | 1 MiB (CPU) | ratio |", "|---|---:|---:|---:|"]
+    for unit in ("a", "a@", "a.", "a%40", "token ", "+1 ", "1-"):
+        small, _, _ = measure(lambda unit=unit: scrub(unit * (256 * 1024 // len(unit))))
+        large, _, _ = measure(lambda unit=unit: scrub(unit * (ONE_MB // len(unit))))
+        rows.append(f"| `{unit!r}` | {small:.3f} s | {large:.3f} s | "
+                    f"{large / max(small, 1e-6):.1f} |")  # fmt: skip
+    return rows
+
+
 def main() -> int:
     logging.getLogger("workers.conversations.rules").setLevel(logging.ERROR)  # timeouts: expected
     failures: list[str] = []
@@ -212,6 +227,8 @@ def main() -> int:
     print("\n".join(budget_rows(failures)))
     print("\n### Alias bomb\n")
     print("\n".join(bomb_rows(failures)))
+    print("\n### Log and Sentry scrubbing on hostile text\n")
+    print("\n".join(scrub_rows()))
     for failure in failures:
         print(f"\nBOUND MISSED: {failure}")
     return 1 if failures else 0
