@@ -46,12 +46,14 @@ _BARE_TOKEN = re.compile(
     r"|AKIA[0-9A-Z]{16}|whsec_[A-Za-z0-9_-]{4,}+"
     r"|eyJ[A-Za-z0-9_-]{8,}+\.[A-Za-z0-9_-]{8,}+\.[A-Za-z0-9_-]*+)"
 )
-# "token abc", "Basic dXNlcjpwYXNz": a credential word then the credential, unless the next
-# word is ordinary prose ("the token is invalid" stays readable).
+# "token abc": a credential word then the credential, unless the next word is ordinary prose
+# ("the token is invalid" stays readable).
 _WORD_THEN_SECRET = re.compile(
-    r"(?i)\b((?:token|secret|password|passwd|api[ _-]?key|basic|bearer)\s{1,8})"
-    r"([^\s\"',;&]{3,}+)"
+    r"(?i)\b((?:token|secret|password|passwd|api[ _-]?key)\s{1,8})([^\s\"',;&]{3,}+)"
 )
+# "Basic dXNlcjpwYXNz" without "Authorization:" before it (base64 of user:password); "Basic
+# plan" is not one.
+_BASIC = re.compile(r"(?i)\b(basic\s{1,8})[A-Za-z0-9+/]{8,}+={0,2}")
 _PROSE = frozenset(
     (
         "is", "was", "are", "were", "has", "had", "have", "not", "for", "from", "of", "the", "a",
@@ -89,6 +91,7 @@ def scrub(text: str) -> str:
     text = _SECRETISH.sub(r"\1[redacted]", text)
     text = _BARE_TOKEN.sub("[redacted]", text)
     text = _WORD_THEN_SECRET.sub(_mask_word_secret, text)
+    text = _BASIC.sub(r"\1[redacted]", text)
     return _PHONE.sub(_mask_phone, text)
 
 

@@ -20,6 +20,8 @@ from typing import Any
 import pytest
 import sentry_sdk
 from flask import Flask
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sentry_sdk.transport import Transport
 
 from tests.conftest import make_settings
@@ -69,6 +71,7 @@ KEPT = [
     "INTERCOM_ACCESS_TOKEN is unset",
     "enrichment http: answered 503 for email at globex.example",
     "conversation 215468813021498 tagged billing",
+    "company plan Basic plan upgraded to Pro",
 ]
 
 
@@ -121,6 +124,31 @@ def test_a_real_logger_writes_scrubbed_lines() -> None:
         logger.removeHandler(handler)
     out = stream.getvalue()
     assert "jane" not in out and "live-123" not in out and "answered 500" in out
+
+
+_LOCAL = st.from_regex(r"[a-z0-9][a-z0-9._+-]{0,20}[a-z0-9]", fullmatch=True)
+_LABEL = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True)
+_TLD = st.from_regex(r"[a-z]{2,6}", fullmatch=True)
+_AROUND = st.text(alphabet=st.sampled_from(list("abc XYZ:;,()[]<>=&?/\"'\n\t")), max_size=20)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(local=_LOCAL, labels=st.lists(_LABEL, min_size=1, max_size=3), tld=_TLD,
+       before=_AROUND, after=_AROUND, encoded=st.booleans())  # fmt: skip
+def test_property_an_email_in_any_surroundings_is_masked(local, labels, tld, before, after,
+                                                         encoded) -> None:  # fmt: skip
+    email = f"{local}{'%40' if encoded else '@'}{'.'.join(labels)}.{tld}"
+    out = scrub(f"{before} {email} {after}")
+    assert email not in out and "[email]" in out
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(secret=st.from_regex(r"[A-Za-z0-9]{12,30}", fullmatch=True), before=_AROUND,
+       shape=st.sampled_from(["Authorization: Basic {}", "Authorization: Token {}",
+                              "Bearer {}", "token={}", "sk_live_{}", "tok-{}", "api_key: {}",
+                              "password {}"]))  # fmt: skip
+def test_property_credentials_in_any_surroundings_are_masked(secret, before, shape) -> None:
+    assert secret not in scrub(f"{before} {shape.format(secret)} and more")
 
 
 @pytest.mark.timeout(60)  # linear patterns take well under a second per megabyte
