@@ -42,7 +42,7 @@ rules:
   - tag: refund-request
     when: {text_any: [refund]}
   - tag: hostile
-    when: {text_regex: "(x+x+)+y"}
+    when: {text_regex: "(x|xy)+z"}
 """
 
 
@@ -74,9 +74,10 @@ def test_twenty_racing_jobs_create_the_new_tag_once(
 ) -> None:
     rules = tmp_path / "rules.yaml"
     rules.write_text(RACE_RULES)
-    # Every text also feeds a catastrophic regex: the per-search timeout must bound each job.
+    # Every text also feeds a quadratic regex (one the load-time check cannot see): the regex
+    # timeout must bound each job.
     seeded = fake.state.seed({"conversations": [
-        {"body": f"<p>Order {n}: I want a refund</p> " + "x" * 3000} for n in range(20)]})
+        {"body": f"<p>Order {n}: I want a refund</p> " + "x" * 30000} for n in range(20)]})
     conversations = seeded["conversations"]
     # The first POST /tags answers slowly, so the other processes arrive while it is in flight.
     fake.state.inject_delay(0.5, 1, path_prefix="/tags", method="POST")

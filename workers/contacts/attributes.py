@@ -15,19 +15,31 @@ changed by enrichment. Other standard contact attributes (``email_domain``, ``br
 rejected rather than shadowed by a custom attribute of the same name. Everything else goes into
 ``custom_attributes``; a proposed ``custom_attributes`` map is flattened into the same place.
 
-Deny-list matching: keys are NFKC-normalised, camelCase and digit boundaries split, ``-``,
-space, ``.`` and other separators turned into ``_`` and lower-cased, so ``apiKey``,
-``API-Key`` and ``api key`` all become ``api_key``. An entry matches when its words appear in
-that order in the key (the last one optionally plural: ``tokens``), and entries of five or
-more letters also match inside a word (``userpassword``, ``accesstoken``). ``deny=None`` uses
-``DEFAULT_DENY``; pass ``DEFAULT_DENY | {...}`` to extend it, or your own set to replace it.
+Deny-list matching: keys are NFKC-normalised, letters that only look Latin (Cyrillic U+0430,
+Greek U+03BF...) folded to the Latin letter they imitate, camelCase and digit boundaries split,
+``-``, space, ``.`` and other separators turned into ``_`` and lower-cased, so ``apiKey``,
+``API-Key``, ``api key`` and ``p\\u0430ssword`` (Cyrillic a) all compare as ASCII words. An entry
+matches when its words appear in that order in the key (the last one optionally plural:
+``tokens``) or run together as one word (``CARDNO``), and entries of five or more letters
+also match inside a word (``userpassword``, ``accesstoken``), except those in
+``WHOLE_WORDS_ONLY`` whose letters run on into ordinary words (``discardnotice``,
+``taxidermy``). Short entries (``pin``, ``dob``, ``ssn``) match whole words only, so
+``pinned``, ``spinner`` and ``shipping`` pass. ``deny=None`` uses ``DEFAULT_DENY``; pass
+``DEFAULT_DENY | {...}`` to extend it, or your own set to replace it.
 
-Every rejection is logged once, as one line naming the attribute and the reason, never the
-value (values may be personal data).
+Names and values are also checked against what Intercom stores: names made of letters, marks,
+digits, spaces and a few punctuation marks (no control, format or line-separator characters,
+no leading or trailing space); integers that fit 64 bits; finite floats; dates (the standard
+``*_at`` fields, ``date`` attributes and new ``*_at`` attributes) as Unix seconds between 1970
+and 2100.
+
+Every rejection is logged once, as one line naming the attribute (``repr``, so a newline in a
+name cannot forge a log line) and the reason, never the value (values may be personal data).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
@@ -55,8 +67,36 @@ DEFAULT_DENY: frozenset[str] = frozenset(
         "credit_card",
         "cvv",
         "iban",
+        "social_security_number",
+        "cc_number",
+        "card_no",
+        "cvc",
+        "private_key",
+        "aws_access_key_id",
+        "passport",
+        "passport_number",
+        "tax_id",
+        "date_of_birth",
+        "birth_date",
+        "dob",
+        "drivers_license",
+        "driver_license",
+        "routing_number",
+        "account_number",
+        "pin",
     }
 )
+# Entries matched only as whole words: their letters run on into ordinary words
+# ("discard_notice" holds "cardno", "taxidermy" holds "taxid").
+WHOLE_WORDS_ONLY: frozenset[str] = frozenset({"card_no", "tax_id"})
+
+# Dates are Unix seconds (Intercom's date attributes); outside this window a value is a unit
+# mistake (milliseconds) or garbage, and Intercom would show it as a date far off.
+MIN_DATE = 0  # 1970-01-01
+MAX_DATE = 4_102_444_800  # 2100-01-01
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+CONTACT_DATES: frozenset[str] = frozenset({"signed_up_at", "last_seen_at"})
+COMPANY_DATES: frozenset[str] = frozenset({"remote_created_at"})
 
 # Writable on PUT /contacts (2.14 update_contact_request), with the JSON types Intercom takes.
 CONTACT_STANDARD: Mapping[str, tuple[type, ...]] = {
@@ -226,9 +266,48 @@ _DIGIT_EDGE = re.compile(r"(?<=[^\W\d_])(?=\d)|(?<=\d)(?=[^\W\d_])")
 _SEPARATORS = re.compile(r"[\W_]+")
 
 
+_LATIN_LETTER_NAME = re.compile(r"LATIN (?:SMALL |CAPITAL )?LETTER (?:SMALL CAPITAL )?([A-Z])")
+
+
+@functools.lru_cache(maxsize=4096)
+def _latin_lookalike(char: str) -> str:
+    """The ASCII letter or digit ``char`` imitates, else ``char``.
+
+    Why a library: Unicode's confusables table (``confusables.txt``, which
+    ``confusable_homoglyphs`` ships and looks up) has thousands of entries across Cyrillic,
+    Greek, Armenian, Cherokee, mathematical letters...; a hand table would miss most of them.
+    Two adjustments: the table's prototype for every I-like letter is ``l``, so an upper-case
+    one becomes ``I`` (Greek ``API`` must still read ``API``); and Latin letters the table
+    leaves alone (small capitals such as U+1D18) fall back on their Unicode name.
+    """
+    # Imported here: the table is 900 KB of JSON, loaded only once a non-ASCII name shows up.
+    from confusable_homoglyphs import confusables
+
+    for entry in confusables.is_confusable(char, greedy=True) or ():
+        for glyph in entry.get("homoglyphs", ()):
+            candidate = glyph.get("c", "")
+            if len(candidate) == 1 and candidate.isascii() and candidate.isalnum():
+                return "I" if candidate == "l" and char.isupper() else candidate
+    named = _LATIN_LETTER_NAME.fullmatch(unicodedata.name(char, ""))
+    return named.group(1).lower() if named else char
+
+
+def fold_confusables(text: str) -> str:
+    """Accents dropped, NFKC, then every non-ASCII character that imitates an ASCII letter or
+    digit replaced by it: ``"p\\u0430ssw\\u00f6rd"`` (Cyrillic a, o with diaeresis) ->
+    ``"password"``."""
+    if text.isascii():
+        return text
+    decomposed = unicodedata.normalize("NFKD", text)
+    text = unicodedata.normalize(
+        "NFKC", "".join(c for c in decomposed if unicodedata.category(c) != "Mn")
+    )
+    return "".join(c if c.isascii() else _latin_lookalike(c) for c in text)
+
+
 def key_tokens(key: str) -> list[str]:
     """``"userPassword-Hash"`` -> ``["user", "password", "hash"]`` (see module docstring)."""
-    text = unicodedata.normalize("NFKC", key)
+    text = fold_confusables(key)
     text = _CAMEL_ACRONYM.sub(r"\1_\2", text)
     text = _CAMEL.sub(r"\1_\2", text)
     text = _DIGIT_EDGE.sub("_", text.casefold())
@@ -244,24 +323,28 @@ class DenyList:
     """Matches attribute names against deny entries (words in order, or long ones inside)."""
 
     def __init__(self, entries: Iterable[str]) -> None:
-        self.entries: list[tuple[str, list[str], str]] = []
+        self.entries: list[tuple[str, list[str], str, bool]] = []
         for entry in entries:
             tokens = key_tokens(entry)
             if tokens:
-                self.entries.append((entry, tokens, "".join(tokens)))
+                compact = "".join(tokens)
+                inside = len(compact) >= 5 and entry not in WHOLE_WORDS_ONLY
+                self.entries.append((entry, tokens, compact, inside))
 
     def match(self, key: str) -> str | None:
         """The deny entry that ``key`` matches, or None."""
         tokens = key_tokens(key)
         compact = "".join(tokens)
-        for entry, words, entry_compact in self.entries:
-            if len(entry_compact) >= 5 and entry_compact in compact:
+        for entry, words, entry_compact, inside in self.entries:
+            if inside and entry_compact in compact:
                 return entry
             n = len(words)
             for i in range(len(tokens) - n + 1):
                 window = tokens[i : i + n]
                 if window[:-1] == words[:-1] and window[-1] in (words[-1], words[-1] + "s"):
                     return entry
+            if n > 1 and any(t in (entry_compact, entry_compact + "s") for t in tokens):
+                return entry  # the words run together: "CARDNO", "taxid"
         return None
 
 
@@ -314,10 +397,41 @@ def _value_problem(value: Any) -> str | None:
     data_type = value_data_type(value)
     if data_type is None:
         return f"unsupported value type {type(value).__name__}"
-    if data_type == "float" and not math.isfinite(value):
-        return "float value is not finite"
     if data_type == "string" and len(value) >= MAX_STRING_LENGTH:
         return f"string value of {len(value)} characters (Intercom takes under {MAX_STRING_LENGTH})"
+    return _range_problem(value)
+
+
+def _range_problem(value: Any, *, date: bool = False) -> str | None:
+    """Why a number is outside what Intercom stores (or, for a date, outside 1970..2100)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return "float value is not finite"
+    if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+        return "integer value does not fit 64 bits"
+    if date and not MIN_DATE <= value < MAX_DATE:
+        hint = " (milliseconds?)" if MAX_DATE * 1000 > value >= MAX_DATE else ""
+        return f"date is not Unix seconds between 1970 and 2100{hint}"
+    return None
+
+
+# Characters an attribute name may hold besides letters, marks and digits (any script): what
+# people type into Intercom's attribute editor. Control, format (zero-width, bidi overrides),
+# line-separator and private-use characters are refused: they hide or forge names in the
+# Intercom UI and in logs.
+_NAME_PUNCTUATION = frozenset(" _-/()#&'+:,!?%.$")  # custom names are then refused '.' and '$'
+
+
+
+def _charset_problem(name: str) -> str | None:
+    if name != name.strip():
+        return "name starts or ends with a space"
+    for char in name:
+        if char in _NAME_PUNCTUATION or unicodedata.category(char)[0] in "LMN":
+            continue
+        return f"name holds the character U+{ord(char):04X} (letters, digits, spaces and " \
+               f"{''.join(sorted(_NAME_PUNCTUATION - {' '}))} only)"
     return None
 
 
@@ -329,7 +443,7 @@ def _name_problem(name: Any, deny: DenyList) -> str | None:
     entry = deny.match(name)
     if entry is not None:
         return f"denied by deny-list entry {entry!r}"
-    return None
+    return _charset_problem(name)
 
 
 def _shown_name(name: Any) -> str:
@@ -372,6 +486,10 @@ class _Collector:
                 f"{MAX_STRING_LENGTH})",
             )
             return
+        dates = CONTACT_DATES if self.model == "contact" else COMPANY_DATES
+        if (problem := _range_problem(value, date=name in dates)) is not None:
+            self.reject(name, problem)
+            return
         if current is not None and name in current and _same(current[name], value):
             return
         self.standard[name] = value
@@ -392,6 +510,10 @@ class _Collector:
         existing = self.known.get(name)
         if existing == "integer" and isinstance(value, float) and value.is_integer():
             value = int(value)  # JSON sources often send 3.0 for 3
+        is_date = existing in ("date", "datetime") or (existing is None and name.endswith("_at"))
+        if (problem := _range_problem(value, date=is_date)) is not None:
+            self.reject(name, problem)
+            return
         if existing is not None:
             allowed = _COMPATIBLE.get(existing)
             if allowed is not None and not _accepts(allowed, value):

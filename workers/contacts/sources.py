@@ -47,12 +47,23 @@ from urllib.parse import urlsplit, urlunsplit
 import regex
 import requests
 
+from workers.contacts.bounded_http import (
+    FetchBroken,
+    FetchDeadline,
+    FetchError,
+    FetchRefused,
+    FetchTooLarge,
+    bounded_session,
+    fetch,
+)
 from workers.contacts.free_mail import is_personal_domain, registrable_domain
 
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "intercom_sync.enrichment_sources"
 DEFAULT_TIMEOUT: tuple[float, float] = (3.05, 10)
+DEFAULT_DEADLINE = 20.0  # seconds for a whole lookup: redirects, headers and body
+MAX_ANSWER_BYTES = 1024 * 1024
 
 
 # --------------------------------------------------------------------------- interface
@@ -284,7 +295,7 @@ def contact_ref(contact: Mapping[str, Any]) -> str:
         return f"external_id#{digest}"
     domain = _email_domain(contact)
     if domain:
-        return f"email@{domain}"
+        return f"email at {domain}"  # not "x@domain": log scrubbing would mask it as an email
     if contact.get("id"):
         return f"contact {contact['id']}"
     return "contact (no identifiers)"
@@ -330,6 +341,12 @@ class HttpSource:
     all worker processes. 200 gives a result, 404 gives None, 408/429/5xx/timeouts raise
     ``TransientSourceError``, other 4xx ``PermanentSourceError``. Logs and errors name the
     contact by ``contact_ref`` only; the token stays out of ``repr``.
+
+    Bounds (:mod:`workers.contacts.bounded_http`): redirects only within the same origin (at
+    most three; another origin is ``PermanentSourceError``), answers of at most 1 MiB, and a
+    total ``deadline`` per lookup (20 s) that also ends a server dripping its answer byte by
+    byte. An answer over the cap, cut off or late is ``TransientSourceError``: the next try
+    may well get a complete one.
     """
 
     def __init__(
@@ -341,6 +358,8 @@ class HttpSource:
         acquire: Callable[[], None] | None = None,
         *,
         name: str = "http",
+        deadline: float = DEFAULT_DEADLINE,
+        max_bytes: int = MAX_ANSWER_BYTES,
     ) -> None:
         if urlsplit(url).scheme not in ("http", "https"):
             raise SourceConfigError("enrichment URL must start with http:// or https://")
@@ -350,6 +369,8 @@ class HttpSource:
         self._session = session
         self._timeout = timeout
         self._acquire = acquire
+        self._deadline = deadline
+        self._max_bytes = max_bytes
 
     def __repr__(self) -> str:
         return f"HttpSource(name={self.name!r}, url={_safe_url(self.url)!r})"
@@ -357,7 +378,7 @@ class HttpSource:
     @property
     def session(self) -> requests.Session:
         if self._session is None:
-            self._session = requests.Session()
+            self._session = bounded_session()
         return self._session
 
     def lookup(self, contact: Mapping[str, Any]) -> EnrichmentResult | None:
@@ -376,9 +397,17 @@ class HttpSource:
         response: requests.Response | None = None
         error: SourceError | None = None
         try:
-            response = self.session.get(
-                self.url, params=params, headers=headers, timeout=self._timeout
-            )
+            answer = fetch(self.session, self.url, params=params, headers=headers,
+                           timeout=self._timeout, deadline=self._deadline,
+                           max_bytes=self._max_bytes)  # fmt: skip
+            response = answer.response
+            response._content = answer.body  # read within the bounds; .json() uses it
+        except (FetchTooLarge, FetchDeadline, FetchBroken) as exc:
+            error = TransientSourceError(str(exc), source=self.name)
+        except FetchRefused as exc:
+            error = PermanentSourceError(str(exc), source=self.name)
+        except FetchError as exc:  # pragma: no cover - every subclass is handled above
+            error = TransientSourceError(str(exc), source=self.name)
         except requests.Timeout:
             error = TransientSourceError("request timed out", source=self.name)
         except requests.ConnectionError:

@@ -59,12 +59,24 @@ characters. ``invoice`` matches ``Invoice!`` and ``(invoice)`` but not ``invoice
 ``reinvoice``; write both forms (``[invoice, invoices]``) or use ``text_regex`` for stems.
 Whitespace inside a phrase matches any run of whitespace.
 
-Safety: a rules file must not be able to hang a worker. Every pattern is compiled once at load
-with the ``regex`` module; each search runs with a timeout (``regex_timeout``, default 0.1 s)
-on at most ``max_text_length`` characters (default 64 KiB). A timeout counts as "no match" and
-is logged as a warning naming the rule. At load, patterns with a nested unbounded quantifier
-whose body is just that quantifier (``(a+)+``, ``(\\w+\\s?)*``) are rejected: a cheap check that
-catches the classic catastrophic shapes; the timeout covers the rest.
+Safety: neither a rules file nor a conversation may hang a worker.
+
+* Text: at most ``MAX_HTML_LENGTH`` characters of raw HTML are read per conversation (cut
+  *before* stripping), tags are stripped by a linear scan (no regular expression: the pattern
+  ``<[a-z][^>]*>`` costs quadratic time on ``<a<a<a...``), and matching sees at most
+  ``max_text_length`` characters (default 64 KiB).
+* Regexes: every pattern is compiled once at load with the ``regex`` module. Each search runs
+  with a timeout (``regex_timeout``, default 0.1 s), and all searches for one conversation
+  (``text_any``, ``text_all`` and ``text_regex`` of every rule) share one budget
+  (``regex_budget``, default 0.5 s). A timeout counts as "no match" and is logged naming the
+  rule; once the budget is spent the remaining text conditions count as "no match" without
+  running, logged once per conversation. At load, the classic catastrophic shapes are rejected:
+  a nested unbounded quantifier whose body is just that quantifier (``(a+)+``,
+  ``(\\w+\\s?)*``) and an unbounded repeat of alternatives that can match the same text
+  (``(a|aa)+``, ``(a|a?)+``, ``(.|\\s)*``); the budget covers the rest.
+* Files: YAML anchors and aliases are refused (an alias "bomb" expands a 2 KB file into
+  gigabytes), and so is nesting deeper than ``MAX_NESTING`` levels (the error names the line
+  or the path), so loading is linear in the file's size.
 """
 
 from __future__ import annotations
@@ -72,6 +84,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+import time
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -87,13 +100,20 @@ from workers.conversations.actions import Actions, check_names, load_actions, ru
 log = logging.getLogger(__name__)
 
 DEFAULT_REGEX_TIMEOUT = 0.1
+DEFAULT_REGEX_BUDGET = 0.5  # seconds of regex searching per conversation, all rules together
 DEFAULT_MAX_TEXT_LENGTH = 64 * 1024
+# Raw HTML read per conversation before stripping: generous (markup often outweighs the text)
+# yet a fixed bound, so stripping costs at most a few milliseconds whatever Intercom returns.
+MAX_HTML_LENGTH = 4 * DEFAULT_MAX_TEXT_LENGTH
 MAX_PATTERN_LENGTH = 2000
+# Deepest nesting a rules file may have (YAML nodes or JSON containers). The sample files need
+# about 8; 40 leaves room for hand-written any/all/not trees and keeps every recursive walk
+# (composer, constructor, validation, evaluation) far below Python's recursion limit.
+MAX_NESTING = 40
 CUSTOMER_AUTHOR_TYPES = frozenset({"user", "lead", "contact"})
 
 _FLAGS = regex.IGNORECASE | regex.UNICODE
-_TAG_RE = regex.compile(r"<[A-Za-z/!?][^>]*>")
-_WS_RE = regex.compile(r"\s+")
+_TAG_START = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ/!?")
 _QUOTES = str.maketrans(
     {
         "\u2018": "'",
@@ -187,18 +207,46 @@ class MatchContext:
 # --------------------------------------------------------------------------- text
 
 
-def html_to_text(value: str | None) -> str:
+def strip_tags(value: str) -> str:
+    """Replace each tag with a space in one left-to-right pass (linear time).
+
+    Only ``<`` followed by a letter, ``/``, ``!`` or ``?`` starts a tag, which runs to the next
+    ``>``; so plain text such as ``a < b`` or ``<3`` survives. Why not a regular expression:
+    ``<[a-z][^>]*>`` retries from every ``<`` when no ``>`` follows, which is quadratic on
+    ``"<a" * n``; here, once no ``>`` is left, the rest is text and the scan ends.
+    """
+    out: list[str] = []
+    pos, end = 0, len(value)
+    while pos < end:
+        start = value.find("<", pos)
+        if start < 0 or start + 1 >= end:
+            break
+        if value[start + 1] not in _TAG_START:
+            out.append(value[pos : start + 1])
+            pos = start + 1
+            continue
+        close = value.find(">", start + 2)
+        if close < 0:
+            break  # no tag can close: everything left is text
+        out.append(value[pos:start])
+        out.append(" ")
+        pos = close + 1
+    out.append(value[pos:])
+    return "".join(out)
+
+
+def html_to_text(value: str | None, limit: int = MAX_HTML_LENGTH) -> str:
     """Strip tags to spaces, unescape entities and normalise, as DESIGN's Rules detail asks.
 
-    Only ``<`` followed by a letter, ``/``, ``!`` or ``?`` starts a tag, so plain text such as
-    ``a < b`` or ``<3`` survives.
+    At most ``limit`` characters of ``value`` are read: the cap comes first, so the cost of
+    a hostile body is bounded before any work is done on it.
     """
     if not value:
         return ""
-    text = _TAG_RE.sub(" ", value)
+    text = strip_tags(value[:limit])
     text = html.unescape(text)
     text = unicodedata.normalize("NFKC", text).translate(_QUOTES)
-    return _WS_RE.sub(" ", text).strip()
+    return " ".join(text.split())  # str.split: one pass, faster than a regex sub
 
 
 def _unwrap_item(obj: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -227,19 +275,31 @@ def _author_type(obj: Mapping[str, Any]) -> str | None:
     return author.get("type") if isinstance(author, Mapping) else None
 
 
-def conversation_text(conversation: Mapping[str, Any]) -> str:
-    """The customer-written text of a conversation (see the module docstring for what counts)."""
+def conversation_text(conversation: Mapping[str, Any], limit: int = MAX_HTML_LENGTH) -> str:
+    """The customer-written text of a conversation (see the module docstring for what counts).
+
+    ``limit`` bounds the raw HTML read over all pieces together (in order), so a conversation
+    with many huge parts costs no more than one with a single part of that size.
+    """
     conversation = _unwrap_item(conversation)
     source = conversation.get("source") if isinstance(conversation.get("source"), Mapping) else {}
-    pieces = [html_to_text(conversation.get("title")), html_to_text(source.get("subject"))]
+    raw: list[Any] = [conversation.get("title"), source.get("subject")]
     if _author_type(source) in CUSTOMER_AUTHOR_TYPES:
-        pieces.append(html_to_text(source.get("body")))
+        raw.append(source.get("body"))
     parts = _as_list(conversation.get("conversation_parts"), "conversation_parts")
     for part in parts:
         if not isinstance(part, Mapping) or part.get("part_type") == "note":
             continue
         if _author_type(part) in CUSTOMER_AUTHOR_TYPES:
-            pieces.append(html_to_text(part.get("body")))
+            raw.append(part.get("body"))
+    pieces: list[str] = []
+    left = limit
+    for value in raw:
+        if left <= 0:
+            break
+        if isinstance(value, str) and value:
+            pieces.append(html_to_text(value, left))
+            left -= len(value)
     return "\n".join(p for p in pieces if p)
 
 
@@ -442,28 +502,55 @@ def _short(value: Any, limit: int = 60) -> str:
 
 
 class _Run:
-    """State of one evaluation: the capped text and settings, shared by all conditions."""
+    """State of one evaluation: the capped text and settings, shared by all conditions.
 
-    __slots__ = ("ctx", "rule_label", "text", "timed_out", "timeout")
+    ``deadline`` is the shared regex budget of this evaluation: every search gets at most
+    ``timeout`` and never more than what is left, so the total over all rules is bounded
+    (one catastrophic pattern per search costs ``timeout``; two hundred cost ``budget``).
+    """
 
-    def __init__(self, ctx: MatchContext, text: str, timeout: float) -> None:
+    __slots__ = ("budget", "ctx", "deadline", "exhausted", "rule_label", "text", "timed_out",
+                 "timeout")  # fmt: skip
+
+    def __init__(
+        self, ctx: MatchContext, text: str, timeout: float, budget: float | None = None
+    ) -> None:
         self.ctx = ctx
         self.text = text
         self.timeout = timeout
+        self.budget = timeout * 5 if budget is None else budget
+        # CPU time of this thread, the clock the regex module's own timeout counts in: a busy
+        # machine slows a search down without spending the budget that bounds its work.
+        self.deadline = time.thread_time() + self.budget
         self.rule_label = ""
         self.timed_out = False
+        self.exhausted = False
 
     def search(self, pattern: regex.Pattern[str], key: str) -> regex.Match[str] | bool | None:
-        """Search with the timeout; ``False`` (not ``None``) tells the caller it timed out."""
+        """Search within the timeout and the shared budget; ``False`` (not ``None``) tells the
+        caller it timed out or was not run because the budget is spent."""
+        left = self.deadline - time.thread_time()
+        if left <= 0:
+            self.timed_out = True
+            if not self.exhausted:
+                self.exhausted = True
+                log.warning(
+                    "rules: regex budget of %.3gs spent at rule %s; the remaining text "
+                    "conditions count as no match (%d characters)",
+                    self.budget,
+                    self.rule_label,
+                    len(self.text),
+                )
+            return False
         try:
-            return pattern.search(self.text, timeout=self.timeout)
+            return pattern.search(self.text, timeout=min(self.timeout, left))
         except TimeoutError:
             self.timed_out = True
             log.warning(
                 "rule %s: %s timed out after %.3gs on %d characters; counted as no match",
                 self.rule_label,
                 key,
-                self.timeout,
+                min(self.timeout, left),
                 len(self.text),
             )
             return False
@@ -756,7 +843,170 @@ def _catastrophic_reason(pattern: str) -> str | None:
             "nested unbounded quantifier (like (a+)+) can backtrack catastrophically; "
             "rewrite it, e.g. with a possessive quantifier (a++) or an atomic group"
         )
+    try:
+        ambiguous = _ambiguous_repeat(tree, c)
+    except Exception:
+        return None
+    if ambiguous:
+        return (
+            "an unbounded repeat of alternatives that can match the same text (like (a|aa)+) "
+            "can backtrack catastrophically; rewrite it, e.g. as an atomic group (?>a|aa)+"
+        )
     return None
+
+
+# Characters standing in for "any character" when first-character sets of classes are
+# compared: ASCII plus a few non-ASCII letters, digits and spaces. An approximation that only
+# decides whether the static check complains; the runtime budget is the real guarantee.
+_SAMPLE = frozenset([chr(i) for i in range(9, 127)] + ["\u00e9", "\u0430", "\u0663", "\u00a0"])
+
+
+def _ambiguous_repeat(tree: Any, c: Any) -> bool:
+    """True when an unbounded repeat's body can split the same text in two ways.
+
+    Checked on the body of every unbounded repeat (groups flattened), the shapes behind the
+    ``(a|aa)+`` family: an alternation with an empty alternative whose other alternatives can
+    start where the loop goes on (``(a|a?)+``, and ``a(?:|a)``, which is how ``(a|aa)``
+    parses); two alternatives that can start with the same character, unless both have the
+    same fixed width over one character (``(ab|a|b)+`` and ``(.|a)+`` fail, ``(bar|baz)+``
+    passes); two unbounded repeats in a row that can start with the same character
+    (``(x+x+)+``). Atomic groups and possessive repeats never backtrack and are skipped.
+    """
+
+    repeats = (c.MAX_REPEAT, c.MIN_REPEAT)
+    categories = {
+        c.CATEGORY_DIGIT: str.isdigit,
+        c.CATEGORY_NOT_DIGIT: lambda ch: not ch.isdigit(),
+        c.CATEGORY_SPACE: str.isspace,
+        c.CATEGORY_NOT_SPACE: lambda ch: not ch.isspace(),
+        c.CATEGORY_WORD: lambda ch: ch.isalnum() or ch == "_",
+        c.CATEGORY_NOT_WORD: lambda ch: not (ch.isalnum() or ch == "_"),
+    }
+
+    def chars(code: int) -> set[str]:
+        ch = chr(code)
+        return {ch, ch.lower(), ch.upper()}  # rules match case-insensitively
+
+    def first(item: tuple[Any, Any]) -> tuple[set[str] | None, bool]:
+        """(first characters, None = any; can it match the empty string?)"""
+        op, av = item
+        if op is c.LITERAL:
+            return chars(av), False
+        if op is c.NOT_LITERAL:
+            return set(_SAMPLE) - chars(av), False
+        if op is c.ANY:
+            return None, False
+        if op is c.IN:
+            found: set[str] = set()
+            negate = False
+            for sub_op, sub_av in av:
+                if sub_op is c.NEGATE:
+                    negate = True
+                elif sub_op is c.LITERAL:
+                    found |= chars(sub_av)
+                elif sub_op is c.RANGE:
+                    lo, hi = sub_av
+                    found |= {ch for ch in _SAMPLE if lo <= ord(ch) <= hi} | chars(lo) | chars(hi)
+                elif sub_op is c.CATEGORY and sub_av in categories:
+                    found |= {ch for ch in _SAMPLE if categories[sub_av](ch)}
+                else:
+                    return None, False
+            return (set(_SAMPLE) - found if negate else found), False
+        if op is c.SUBPATTERN:
+            return first_seq(av[3])
+        if op in repeats or op is getattr(c, "POSSESSIVE_REPEAT", None):
+            f, nullable = first_seq(av[2])
+            return f, nullable or av[0] == 0
+        if op is c.BRANCH:
+            out: set[str] | None = set()
+            any_nullable = False
+            for alt in av[1]:
+                f, nullable = first_seq(alt)
+                out = None if out is None or f is None else out | f
+                any_nullable = any_nullable or nullable
+            return out, any_nullable
+        if op is getattr(c, "ATOMIC_GROUP", None):
+            return first_seq(av)
+        if op in (c.AT, c.ASSERT, c.ASSERT_NOT):
+            return set(), True
+        return None, True  # back-references, conditionals: assume anything
+
+    def first_seq(seq: Any) -> tuple[set[str] | None, bool]:
+        out: set[str] | None = set()
+        for item in seq:
+            f, nullable = first(item)
+            out = None if out is None or f is None else out | f
+            if not nullable:
+                return out, False
+        return out, True
+
+    def overlap(a: set[str] | None, b: set[str] | None) -> bool:
+        if a is None or b is None:
+            return bool(a if b is None else b) or (a is None and b is None)
+        return bool(a & b)
+
+    def flat(seq: Any) -> list[tuple[Any, Any]]:
+        out: list[tuple[Any, Any]] = []
+        for op, av in seq:
+            if op is c.SUBPATTERN:
+                out.extend(flat(av[3]))
+            else:
+                out.append((op, av))
+        return out
+
+    def ambiguous_body(body: Any) -> bool:
+        items = flat(body)
+        loop_first, _ = first_seq(items)
+        for i, (op, av) in enumerate(items):
+            follow, nullable = first_seq(items[i + 1 :])
+            if nullable:
+                follow = None if follow is None or loop_first is None else follow | loop_first
+            if op is c.BRANCH:
+                alts = [(first_seq(alt), p_width(alt)) for alt in av[1]]
+                starts = [f for (f, nullable_alt), _ in alts if not nullable_alt]
+                if any(n for (_, n), _ in alts) and any(overlap(f, follow) for f in starts):
+                    return True
+                for j, ((f1, _), w1) in enumerate(alts):
+                    for (f2, _), w2 in alts[j + 1 :]:
+                        # Same fixed width over one character would be the same text.
+                        fixed_same = w1[0] == w1[1] == w2[0] == w2[1] > 1
+                        if overlap(f1, f2) and not fixed_same:
+                            return True
+            if op in repeats and av[1] == c.MAXREPEAT:
+                own, _ = first_seq(av[2])
+                nxt = next((it for it in items[i + 1 :] if not first(it)[1]), None)
+                if (
+                    nxt is not None
+                    and nxt[0] in repeats
+                    and nxt[1][1] == c.MAXREPEAT
+                    and overlap(own, first(nxt)[0])
+                ):
+                    return True
+        return False
+
+    def scan(seq: Any) -> bool:
+        for op, av in seq:
+            if op in repeats:
+                if av[1] == c.MAXREPEAT and ambiguous_body(av[2]):
+                    return True
+                if scan(av[2]):
+                    return True
+            elif op is c.SUBPATTERN:
+                if scan(av[3]):
+                    return True
+            elif op is c.BRANCH:
+                if any(scan(alt) for alt in av[1]):
+                    return True
+            elif op in (c.ASSERT, c.ASSERT_NOT) and scan(av[1]):
+                return True
+        return False
+
+    from re import _parser as p  # private; the caller treats any failure as "not checked"
+
+    def p_width(seq: Any) -> tuple[int, int]:
+        return p.SubPattern(tree.state, list(seq)).getwidth()
+
+    return scan(tree)
 
 
 class _Compiler:
@@ -959,7 +1209,35 @@ def _flatten(messages: Any, prefix: str = "") -> list[str]:
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys (YAML would silently keep the last one)."""
+    """SafeLoader that refuses duplicate keys (YAML would silently keep the last one), anchors
+    and aliases, and nesting deeper than ``MAX_NESTING``.
+
+    Why no aliases: each ``*ref`` re-uses a whole subtree, so nine levels of nine aliases make
+    a 2 KB file describe 387 million conditions (a "billion laughs" bomb); a rules file has no
+    need for them. Why the depth check lives here: the composer builds nodes recursively, so a
+    few hundred nested maps would end in ``RecursionError`` before any validation ran. Both are
+    checked on the parser's events, before a node is built, naming the line and column.
+    """
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            kind = "alias *" if isinstance(event, yaml.AliasEvent) else "anchor &"
+            raise yaml.composer.ComposerError(
+                None, None, f"YAML {kind}{event.anchor} is not allowed in a rules file",
+                event.start_mark,
+            )  # fmt: skip
+        if self._depth >= MAX_NESTING and isinstance(event, yaml.CollectionStartEvent):
+            raise yaml.composer.ComposerError(
+                None, None, f"nested deeper than {MAX_NESTING} levels", event.start_mark
+            )
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict:
@@ -990,14 +1268,75 @@ def _json_no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _too_deep(data: Any) -> str | None:
+    """The path of the first container nested deeper than ``MAX_NESTING``, or None.
+
+    Iterative (an explicit stack), so it cannot itself run out of recursion; it guards JSON,
+    whose parser has no depth option, and anything handed over already parsed.
+    """
+    stack: list[tuple[Any, str, int]] = [(data, "", 1)]
+    while stack:
+        value, path, depth = stack.pop()
+        if isinstance(value, Mapping):
+            children: Iterable[tuple[str, Any]] = (
+                (f"{path}.{k}" if path else str(k), v) for k, v in value.items()
+            )
+        elif isinstance(value, list):
+            children = ((f"{path}[{i}]", v) for i, v in enumerate(value))
+        else:
+            continue
+        if depth > MAX_NESTING:
+            return (path if len(path) <= 100 else path[:100] + "...") or "(top level)"
+        stack.extend((v, p, depth + 1) for p, v in children)
+    return None
+
+
+def _json_too_deep(text: str) -> str | None:
+    """``line L, column C`` where JSON text nests deeper than ``MAX_NESTING``, or None.
+
+    One pass over the characters (strings skipped), before ``json.loads``, whose C parser
+    recurses and would raise ``RecursionError`` on a few thousand levels.
+    """
+    depth, line, line_start, in_string, escaped = 0, 1, 0, False, False
+    for i, ch in enumerate(text):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_NESTING:
+                return f"line {line}, column {i - line_start + 1}"
+        elif ch in "]}":
+            depth -= 1
+        if ch == "\n":
+            line, line_start = line + 1, i + 1
+    return None
+
+
 def _parse(text: str, fmt: str, source: str | None) -> Any:
+    if fmt == "json" and (place := _json_too_deep(text)) is not None:
+        raise RulesError([f"{place}: nested deeper than {MAX_NESTING} levels"], source)
     try:
         if fmt == "json":
-            return json.loads(text, object_pairs_hook=_json_no_duplicates)
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
+            data = json.loads(text, object_pairs_hook=_json_no_duplicates)
+        else:
+            data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
     except (ValueError, yaml.YAMLError) as exc:
         one_line = " ".join(str(exc).split())
         raise RulesError([f"cannot parse {fmt.upper()}: {one_line}"], source) from None
+    except RecursionError:
+        raise RulesError(
+            [f"cannot parse {fmt.upper()}: nested deeper than {MAX_NESTING} levels"], source
+        ) from None
+    if (path := _too_deep(data)) is not None:
+        raise RulesError([f"{path}: nested deeper than {MAX_NESTING} levels"], source)
+    return data
 
 
 @dataclass(frozen=True)
@@ -1024,9 +1363,11 @@ class RuleSet:
         regex_timeout: float = DEFAULT_REGEX_TIMEOUT,
         max_text_length: int = DEFAULT_MAX_TEXT_LENGTH,
         source: str | None = None,
+        regex_budget: float = DEFAULT_REGEX_BUDGET,
     ) -> None:
         self.rules = tuple(rules)
         self.regex_timeout = regex_timeout
+        self.regex_budget = max(regex_budget, regex_timeout)
         self.max_text_length = max_text_length
         self.source = source
 
@@ -1046,7 +1387,7 @@ class RuleSet:
         if len(text) > self.max_text_length:
             log.info("rules: text of %d characters capped to %d", len(text), self.max_text_length)
             text = text[: self.max_text_length]
-        return _Run(ctx, text, self.regex_timeout)
+        return _Run(ctx, text, self.regex_timeout, self.regex_budget)
 
     def evaluate(self, ctx: MatchContext) -> list[Match]:
         """Tags to apply, one ``Match`` per tag (its first rule), in rule order."""
@@ -1125,6 +1466,7 @@ def load_rules(
     regex_timeout: float = DEFAULT_REGEX_TIMEOUT,
     max_text_length: int = DEFAULT_MAX_TEXT_LENGTH,
     check_patterns: bool = True,
+    regex_budget: float = DEFAULT_REGEX_BUDGET,
 ) -> RuleSet:
     """Load and validate a rules file (by extension: ``.json`` JSON, else YAML) or rules text.
 
@@ -1141,6 +1483,8 @@ def load_rules(
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise RulesError([f"cannot read rules file: {exc.strerror or exc}"], source) from None
+        except UnicodeDecodeError as exc:
+            raise RulesError([f"not UTF-8 text (byte {exc.start})"], source) from None
         fmt = "json" if path.suffix.lower() == ".json" else "yaml"
     else:
         text, fmt = str(path_or_text), "yaml"
@@ -1175,8 +1519,9 @@ def load_rules(
     if duplicates:
         raise RulesError(duplicates, source)
     return RuleSet(
-        rules, regex_timeout=regex_timeout, max_text_length=max_text_length, source=source
-    )
+        rules, regex_timeout=regex_timeout, max_text_length=max_text_length, source=source,
+        regex_budget=regex_budget,
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------- CLI support

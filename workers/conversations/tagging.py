@@ -212,9 +212,10 @@ def attribute_scopes(ruleset: RuleSet) -> frozenset[str]:
 def rules_for(path: str) -> LoadedRules:
     """The rules at ``path``, loaded once per process and again only when the file changes.
 
-    A change that does not load (a broken edit, a file missing while it is replaced) keeps the
-    previous rules and logs one error per broken version, so a typo does not stop tagging; with
-    no previous version the error propagates (the job is parked: a configuration problem).
+    A change that does not load (a broken edit, a file missing while it is replaced, anything
+    the loader raises) keeps the previous rules and logs one error per broken version, so a typo
+    does not stop tagging; with no previous version the error propagates (the job is parked: a
+    configuration problem).
     """
     loaded = _RULES.get(path)
     stamp = (0, 0)  # "could not even stat it"
@@ -224,7 +225,7 @@ def rules_for(path: str) -> LoadedRules:
         if loaded is not None and (loaded.stamp == stamp or _FAILED.get(path) == stamp):
             return loaded
         ruleset = load_rules(Path(path))
-    except (OSError, RulesError) as exc:
+    except Exception as exc:  # whatever breaks a reload, the rules in use stay
         if loaded is None:
             raise
         if _FAILED.get(path) != stamp:

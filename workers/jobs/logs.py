@@ -2,7 +2,9 @@
 
 Operators grep and ship these lines, so every event is a single line whose fields are stable
 keys (``event``, ``task``, ``task_id``, ``document_id`` ...). Values are never secrets: callers
-pass ids, not payloads, and :func:`scrub` masks anything that looks like a token or an email.
+pass ids, not payloads, and both formatters pass every line through :func:`scrub`, which masks
+anything that looks like a credential, an email address or a phone number (also in lines that
+libraries such as urllib3 or Celery log).
 """
 
 from __future__ import annotations
@@ -16,19 +18,94 @@ from typing import Any
 
 _RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
-_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+# Every pattern below is linear in its input: runs are anchored at their start (a lookbehind
+# refuses a start inside a run) and consumed possessively, so a megabyte of "aaaa" or of
+# "a@a@a@" costs one pass, not one pass per position.
+_LOCAL = r"(?<![\w.+%-])[\w.+-]++"  # an email's local part (any script), from its start
+_DOMAIN = r"(?:[\w-]++\.)++[^\W\d_]{2,}+"  # labels, then a top-level domain of letters
+_EMAIL = re.compile(_LOCAL + "@" + _DOMAIN)
+# URL-encoded: "jane%40acme.example", "jane%2Bops%40acme.example" (Sentry's query_string).
+_EMAIL_ENCODED = re.compile(
+    r"(?<![\w.+%-])(?:[\w.+-]|%(?!40)[0-9A-Fa-f]{2})++%40" + _DOMAIN, re.IGNORECASE
+)
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
+# "Authorization: Basic <credential>" keeps the scheme and masks what follows it.
+_AUTHORIZATION = re.compile(
+    r"(?i)(authorization[\"']?\s{0,8}[:=]\s{0,8}[\"']?"
+    r"(?:(?:basic|bearer|token|digest|negotiate|apikey|api-key)\s{1,8})?)[^\s\"',;&]+"
+)
 _SECRETISH = re.compile(
-    r"(?i)((?:token|secret|password|passwd|api[_-]?key|authorization|dsn)\s*[\"']?\s*[:=]\s*[\"']?)"
+    r"(?i)((?:token|secret|password|passwd|api[_-]?key|dsn)[\"']?\s{0,8}[:=]\s{0,8}[\"']?)"
     r"[^\s\"',;&]+"
+)
+# Credentials that announce themselves by their prefix: Stripe-style keys (sk_live_...),
+# "tok-"/"tok_" tokens, GitHub and Slack tokens, AWS access key ids, webhook secrets, JWTs.
+_BARE_TOKEN = re.compile(
+    r"\b(?:(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{4,}+|tok[-_][A-Za-z0-9_-]{3,}+"
+    r"|gh[pousr]_[A-Za-z0-9]{10,}+|github_pat_[A-Za-z0-9_]{10,}+|xox[abprs]-[A-Za-z0-9-]{8,}+"
+    r"|AKIA[0-9A-Z]{16}|whsec_[A-Za-z0-9_-]{4,}+"
+    r"|eyJ[A-Za-z0-9_-]{8,}+\.[A-Za-z0-9_-]{8,}+\.[A-Za-z0-9_-]*+)"
+)
+# "token abc": a credential word then the credential, unless the next word is ordinary prose
+# ("the token is invalid" stays readable).
+_WORD_THEN_SECRET = re.compile(
+    r"(?i)\b((?:token|secret|password|passwd|api[ _-]?key)\s{1,8})([^\s\"',;&]{3,}+)"
+)
+# "Basic dXNlcjpwYXNz" without "Authorization:" before it (base64 of user:password); "Basic
+# plan" is not one.
+_BASIC = re.compile(r"(?i)\b(basic\s{1,8})[A-Za-z0-9+/]{8,}+={0,2}")
+_PROSE = frozenset(
+    (
+        "is", "was", "are", "were", "has", "had", "have", "not", "for", "from", "of", "the", "a",
+        "an", "and", "or", "in", "on", "to", "with", "without", "expired", "invalid", "missing",
+        "rejected", "revoked", "refreshed", "required", "unset", "set", "empty", "given", "found",
+        "none", "null", "true", "false", "auth", "authentication",
+    )
+)
+# Phone numbers: "+" and a country code (E.164: 8 to 15 digits), or the North American
+# "(415) 555-0100" / "415-555-0100" shapes.
+_PHONE = re.compile(
+    r"(?<![\w+])\+[1-9][\d ().-]{6,20}(?<=\d)|(?<!\w)\(\d{3}\)\s?\d{3}[-.]\d{4}\b"
+    r"|(?<![\w-])\d{3}[-.]\d{3}[-.]\d{4}\b"
 )
 
 
+def _mask_word_secret(match: re.Match[str]) -> str:
+    word = match.group(2)
+    return match.group(0) if word.lower() in _PROSE else match.group(1) + "[redacted]"
+
+
+def _mask_phone(match: re.Match[str]) -> str:
+    digits = sum(c.isdigit() for c in match.group(0))
+    return "[phone]" if 8 <= digits <= 15 else match.group(0)
+
+
 def scrub(text: str) -> str:
-    """Mask emails, bearer tokens and ``key=value`` secrets in free text (errors, exceptions)."""
+    """Mask emails (plain, non-ASCII or URL-encoded), credentials (after ``Authorization:``,
+    ``Bearer``, ``Basic``, ``token=``..., or recognisable by their prefix) and phone numbers in
+    free text (errors, exceptions, log lines). Linear in the length of ``text``."""
     text = _EMAIL.sub("[email]", text)
+    text = _EMAIL_ENCODED.sub("[email]", text)
+    text = _AUTHORIZATION.sub(r"\1[redacted]", text)
     text = _BEARER.sub(r"\1[redacted]", text)
-    return _SECRETISH.sub(r"\1[redacted]", text)
+    text = _SECRETISH.sub(r"\1[redacted]", text)
+    text = _BARE_TOKEN.sub("[redacted]", text)
+    text = _WORD_THEN_SECRET.sub(_mask_word_secret, text)
+    text = _BASIC.sub(r"\1[redacted]", text)
+    return _PHONE.sub(_mask_phone, text)
+
+
+def _scrub_fields(value: Any, depth: int = 0) -> Any:
+    """``scrub`` every string inside a log record's extra field (lists and dicts walked)."""
+    if isinstance(value, str):
+        return scrub(value)
+    if depth > 6:
+        return value
+    if isinstance(value, dict):
+        return {k: _scrub_fields(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub_fields(v, depth + 1) for v in value]
+    return value
 
 
 class JsonFormatter(logging.Formatter):
@@ -40,11 +117,11 @@ class JsonFormatter(logging.Formatter):
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname,
             "logger": record.name,
-            "event": record.getMessage(),
+            "event": scrub(record.getMessage()),
         }
         for key, value in record.__dict__.items():
             if key not in _RESERVED and not key.startswith("_"):
-                payload[key] = value
+                payload[key] = _scrub_fields(value)
         if record.exc_info:
             payload["exc"] = scrub(self.formatException(record.exc_info))
         return json.dumps(payload, default=str, separators=(",", ":"))
@@ -66,7 +143,7 @@ class TextFormatter(logging.Formatter):
         if extras:
             head, sep, tail = line.partition("\n")
             line = head + " " + " ".join(extras) + sep + tail
-        return line
+        return scrub(line)  # the last word: whatever a caller or a library logged
 
 
 def _text_value(value: Any) -> str:
