@@ -8,6 +8,7 @@ the one line naming the variable (or the rules file, rule and problem).
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -71,7 +72,8 @@ def test_web_refuses_to_start(case: str) -> None:
     answers = []
     try:
         # While it lives, the receiver must never answer anything (it must not boot).
-        while proc.poll() is None:
+        deadline = time.monotonic() + 30
+        while proc.poll() is None and time.monotonic() < deadline:
             try:
                 answers.append(requests.get(f"http://127.0.0.1:{port}/readyz", timeout=1)
                                .status_code)  # fmt: skip
@@ -81,6 +83,8 @@ def test_web_refuses_to_start(case: str) -> None:
                 proc.wait(timeout=0.2)
             except subprocess.TimeoutExpired:
                 pass
+        if proc.poll() is None:
+            proc.terminate()
         output = proc.communicate(timeout=30)[0]
     finally:
         if proc.poll() is None:
