@@ -337,6 +337,9 @@ def _redact_url(url: str) -> str:
     return parts._replace(netloc=f"{user}****@{host}").geturl()
 
 
+redact_url = _redact_url  # for the command line, which says which Redis it talks to
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read and validate the settings; raise :class:`SettingsError` naming the first bad one.
 

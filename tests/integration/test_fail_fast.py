@@ -7,6 +7,7 @@ the one line naming the variable (or the rules file, rule and problem).
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import time
 from pathlib import Path
@@ -74,15 +75,11 @@ def test_web_refuses_to_start(case: str) -> None:
         # While it lives, the receiver must never answer anything (it must not boot).
         deadline = time.monotonic() + 30
         while proc.poll() is None and time.monotonic() < deadline:
-            try:
+            with contextlib.suppress(requests.RequestException):
                 answers.append(requests.get(f"http://127.0.0.1:{port}/readyz", timeout=1)
                                .status_code)  # fmt: skip
-            except requests.RequestException:
-                pass
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=0.2)
-            except subprocess.TimeoutExpired:
-                pass
         if proc.poll() is None:
             proc.terminate()
         output = proc.communicate(timeout=30)[0]

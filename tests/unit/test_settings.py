@@ -106,7 +106,7 @@ def test_setting_errors_read_naturally() -> None:
 
 @pytest.mark.parametrize("written", ["info", "Info", " debug ", "WARNING"])
 def test_log_level_is_read_in_any_case(written: str) -> None:
-    assert make_settings(LOG_LEVEL=written).LOG_LEVEL == written.strip().upper()
+    assert written.strip().upper() == make_settings(LOG_LEVEL=written).LOG_LEVEL
 
 
 @pytest.mark.parametrize("overrides", [

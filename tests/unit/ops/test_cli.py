@@ -73,8 +73,13 @@ class Run(NamedTuple):
 
 
 @pytest.fixture
-def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
-    """Run ``intercom-sync ARGS`` in-process against given services; (code, stdout, stderr)."""
+def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path):
+    """Run ``intercom-sync ARGS`` in-process against given services; (code, stdout, stderr).
+
+    In an empty working directory and runtime directory: no ``.env`` and no running
+    ``intercom-sync dev`` of the machine can reach these tests."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
 
     def run(args: list[str], services: Services, stdin: object | None = None) -> Run:
         monkeypatch.setattr(cli, "get_settings", lambda: services.settings)
