@@ -132,13 +132,17 @@ def test_sandbox_walkthrough_is_sealed_from_a_real_deployment(tmp_path: Path) ->
 
         send("intercom", "--topic", "contact.user.created", "--no-seed")
 
-        def domain_company() -> bool:
-            companies = _values(_state(port + 1)["companies"])
-            return any(c.get("company_id") == "acme.example" for c in companies)
+        def enriched() -> bool:
+            out = cli("status", "--dev").stdout
+            return "never" not in next(line for line in out.splitlines()
+                                       if "contacts.enrich" in line)  # fmt: skip
 
-        wait_for(domain_company, 60, "the email-domain company on the sample contact")
+        wait_for(enriched, 60, "the enrichment of the sample contact")
+        # sam@acme.example already belongs to "Acme Example": no second company from the domain.
+        companies = [c.get("company_id") for c in _values(_state(port + 1)["companies"])]
+        assert companies == ["acme-example"]
         contacts = {c["id"]: c for c in _values(_state(port + 1)["contacts"])}
-        assert contacts[SAMPLE_CONTACT_ID]["companies"]["total_count"] >= 1
+        assert contacts[SAMPLE_CONTACT_ID]["companies"]["total_count"] == 1
         assert len(_values(_state(port + 1)["articles"])) == 1  # the echo created nothing
 
         # REDIS_URL is exported, so plain commands talk to the real deployment; --dev to the
