@@ -127,3 +127,12 @@ def test_worker_refuses_a_broken_rules_file_and_check_fails_on_it(tmp_path: Path
     assert checked.returncode == 1, checked.stdout + checked.stderr
     [rules_line] = [line for line in checked.stdout.splitlines() if " rules " in line]
     assert rules_line.startswith("FAIL") and expected in rules_line
+
+
+@pytest.mark.parametrize("case", sorted(MISCONFIGURATIONS))
+def test_check_refuses_in_one_line(tmp_path: Path, case: str) -> None:
+    changes, expected = MISCONFIGURATIONS[case]
+    env = {**_env(changes), "XDG_RUNTIME_DIR": str(tmp_path)}  # no dev stack to fall back on
+    code, output = _start([str(BIN / "intercom-sync"), "check"], env)
+    assert_one_line(code, output, expected)
+    assert len(output.strip().splitlines()) == 1, output
