@@ -5,7 +5,7 @@ exits with gunicorn's ``APP_LOAD_ERROR`` makes the master halt ("App failed to l
 booting workers again and again. But when two workers exit that way, gunicorn's master meets the
 second exit while it is already halting and dies with a traceback of its own (gunicorn's
 ``Arbiter.stop`` reaps workers and raises ``HaltServer`` again). So the workers of one master
-agree on a single reporter: the first to claim a name tied to the master's pid prints the line
+agree on a single reporter: the first to create a marker named for the master prints the line
 and exits; the others stay silent and wait for the master to stop them.
 """
 
@@ -13,35 +13,55 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 from workers.jobs.connection import resolve_redis_url
 from workers.jobs.startup import GUNICORN_APP_LOAD_ERROR, startup_line
 from workers.settings import Settings, SettingsError, get_settings
 
-_claim: socket.socket | None = None  # held until the process exits
+
+def _master_started(pid: int) -> str | None:
+    """When process ``pid`` started (Linux: clock ticks since boot), so that a marker can never
+    be taken for one of an earlier server that had the same pid (PID 1 in containers)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
 
 
 def _first_to_report(master_pid: int) -> bool:
-    """Whether this process is the first of its siblings to claim the report.
+    """Whether this process is the first of its siblings to report.
 
-    A Linux abstract socket name disappears with the process that holds it, so nothing is left
-    behind; where abstract names do not exist, every worker reports (as gunicorn would have).
+    A marker file named for the master (pid and start time) is created exclusively: the first
+    worker creates it, later ones (even after the first has exited) find it. Where the start
+    time cannot be read, every worker reports, as gunicorn would have.
     """
-    global _claim
-    if not sys.platform.startswith("linux"):
+    started = _master_started(master_pid)
+    if started is None:
         return True
-    claim = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    marker = Path(tempfile.gettempdir()) / f"intercom-sync-refused-{master_pid}-{started}"
     try:
-        claim.bind(f"\0intercom-sync-refused-{master_pid}")
-    except OSError:
-        claim.close()
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
         return False
-    _claim = claim
+    except OSError:
+        return True
+    _remove_stale_markers(marker.parent)
     return True
+
+
+def _remove_stale_markers(folder: Path) -> None:
+    """Markers of servers that have stopped are of no use: one refused start leaves none behind
+    for long."""
+    for old in folder.glob("intercom-sync-refused-*-*"):
+        pid, _, started = old.name.removeprefix("intercom-sync-refused-").partition("-")
+        if pid.isdigit() and _master_started(int(pid)) != started:
+            old.unlink(missing_ok=True)
 
 
 def _wait_to_be_stopped(*_: Any) -> None:
