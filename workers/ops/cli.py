@@ -404,8 +404,12 @@ def _run(argv: Sequence[str] | None) -> int:
     load_env_file()
     handler: Handler = args.handler
     if args.command == "dev" and args.sandbox:
-        # Sealed: the sandbox reads none of the user's settings, so none can stop it either.
-        return handler(args, None)  # type: ignore[arg-type]
+        # Sealed: the sandbox reads none of the user's settings but LOG_LEVEL and LOG_FORMAT.
+        try:
+            return handler(args, None)  # type: ignore[arg-type]
+        except SettingsError as exc:
+            print(f"intercom-sync: invalid setting: {exc}", file=sys.stderr)
+            return 2
     try:
         settings = get_settings()
     except SettingsError as exc:
