@@ -16,13 +16,14 @@ from celery import Celery
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
+from app.boot import receiver_settings
 from app.health import bp as health_bp
 from app.state import ReceiverState
 from app.webhooks import bp as webhooks_bp
 from workers.jobs import metrics
 from workers.jobs.logs import configure_logging, log_event
 from workers.jobs.observability import init_sentry
-from workers.settings import Settings, get_settings
+from workers.settings import Settings
 
 logger = logging.getLogger("intercom_sync.receiver")
 
@@ -36,7 +37,9 @@ def create_app(
 ) -> Flask:
     """Build the receiver. Arguments default to the environment's settings and Celery handle."""
     if settings is None:
-        settings = get_settings()
+        # Refuse to boot on a bad setting or without Redis: one line, and gunicorn stops,
+        # rather than a receiver that answers every webhook with an error.
+        settings = receiver_settings()
         configure_logging(settings.LOG_LEVEL, settings.LOG_FORMAT)
         init_sentry(settings, component="receiver")
     if celery_app is None:

@@ -17,7 +17,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
-from marshmallow import Schema, ValidationError, validate
+from marshmallow import Schema, ValidationError, validate, validates_schema
 from marshmallow import fields as mf
 
 
@@ -80,8 +80,37 @@ class _UrlField(mf.String):
         text = super()._deserialize(value, attr, data, **kwargs).strip()
         parts = urlsplit(text)
         if parts.scheme not in self.schemes or not (parts.netloc or parts.path):
-            raise ValidationError(f"must be a URL starting with {' or '.join(self.schemes)}://")
+            raise ValidationError(f"must be {_schemes_phrase(self.schemes)} URL")
         return text.rstrip("/") if parts.scheme in ("http", "https") else text
+
+
+def _schemes_phrase(schemes: tuple[str, ...]) -> str:
+    """``a redis://, rediss:// or unix://`` / ``an http:// or https://``: how a person says it."""
+    names = [f"{scheme}://" for scheme in schemes]
+    listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+    article = "an" if names[0][0] in "aeioh" else "a"  # an http://, a unix://
+    return f"{article} {listed}"
+
+
+class _UpperChoice(mf.String):
+    """A choice that reads as users write it: ``LOG_LEVEL=info`` means ``INFO``."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        return super()._deserialize(value, attr, data, **kwargs).strip().upper()
+
+
+def _cross_field_problems(data: Mapping[str, Any]) -> dict[str, str]:
+    """Rules between settings, checked wherever settings are read (every process, ``check``)."""
+    problems: dict[str, str] = {}
+    visibility = data["BROKER_VISIBILITY_TIMEOUT"]
+    longest = max(data["TASK_TIME_LIMIT"], data["RETRY_BACKOFF_MAX"])
+    if longest * 2 >= visibility:
+        problems["BROKER_VISIBILITY_TIMEOUT"] = (
+            f"must be more than twice TASK_TIME_LIMIT ({data['TASK_TIME_LIMIT']}) and "
+            f"RETRY_BACKOFF_MAX ({data['RETRY_BACKOFF_MAX']}), or Redis would hand jobs that are "
+            f"still running to a second worker; it is {visibility}"
+        )
+    return problems
 
 
 def _cron(value: str) -> bool:
@@ -178,7 +207,7 @@ class _Env(Schema):
     ENRICHMENT_RATE_LIMIT_PER_SECOND = mf.Integer(
         load_default=10, validate=validate.Range(min=1, max=10000)
     )
-    LOG_LEVEL = mf.String(
+    LOG_LEVEL = _UpperChoice(
         load_default="INFO",
         validate=validate.OneOf(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]),
     )
@@ -205,6 +234,12 @@ class _Env(Schema):
     METRICS_PORT = mf.Integer(load_default=None, validate=validate.Range(min=1, max=65535))
     METRICS_HOST = mf.String(load_default="0.0.0.0", validate=validate.Regexp(_HOST))  # noqa: S104
     PROMETHEUS_MULTIPROC_DIR = mf.String(load_default=None, validate=lambda v: _writable_dir(v))
+
+    @validates_schema(skip_on_field_errors=True)
+    def _cross_field(self, data: dict[str, Any], **_: Any) -> None:
+        problems = _cross_field_problems(data)
+        if problems:
+            raise ValidationError({name: [text] for name, text in problems.items()})
 
 
 @dataclass(frozen=True, repr=False)
@@ -330,6 +365,9 @@ def _redact_url(url: str) -> str:
         host = f"{host}:{parts.port}"
     user = f"{parts.username}:" if parts.username else ":"
     return parts._replace(netloc=f"{user}****@{host}").geturl()
+
+
+redact_url = _redact_url  # for the command line, which says which Redis it talks to
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:

@@ -79,18 +79,23 @@ def test_two_beats_schedule_each_job_once(real_redis: redis.Redis, real_redis_ur
     assert expected - 2 <= sent <= expected + 1, (sent, expected)
 
 
-def test_flower_command_from_compose_serves(real_redis_url: str) -> None:
-    """The optional Flower service of docker-compose.yml runs with its command as written."""
-    import shlex
-
+def test_flower_command_from_compose_asks_for_a_password(real_redis_url: str) -> None:
+    """The optional Flower service of docker-compose.yml runs with its command as written: not
+    at all without FLOWER_BASIC_AUTH, and behind basic auth with it."""
     import yaml
 
     command = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())["services"][
         "flower"]["command"]  # fmt: skip
     port = free_port()
-    args = [a.replace("--port=5555", f"--port={port}") for a in shlex.split(command)]
-    args[0] = str(BIN / args[0])
-    flower = Proc("flower", [*args, "--address=127.0.0.1"], base_env(REDIS_URL=real_redis_url))
+    # Compose turns $$ into $; the shell then reads the variable. Run it with this environment.
+    args = [a.replace("$$", "$").replace("--port=5555", f"--port={port} --address=127.0.0.1")
+            for a in command]  # fmt: skip
+    env = base_env(REDIS_URL=real_redis_url, PATH=f"{BIN}:/usr/bin:/bin")
+    refused = Proc("flower-open", args, env)
+    assert refused.process.wait(timeout=30) == 2
+    assert "set FLOWER_BASIC_AUTH" in refused.output()
+    refused.stop()
+    flower = Proc("flower", args, {**env, "FLOWER_BASIC_AUTH": "ops:s3cret"})
     try:
         def up() -> bool:
             try:
@@ -99,5 +104,7 @@ def test_flower_command_from_compose_serves(real_redis_url: str) -> None:
                 return False
 
         wait_for(up, 60, "flower /healthcheck")
+        assert requests.get(f"http://127.0.0.1:{port}/", timeout=5).status_code == 401
+        assert requests.get(f"http://127.0.0.1:{port}/", auth=("ops", "s3cret"), timeout=5).ok
     finally:
         flower.stop()

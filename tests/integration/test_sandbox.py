@@ -1,7 +1,8 @@
 """The README's sandbox walk-through, run as a user would: the whole path across real processes.
 
 ``intercom-sync dev --sandbox`` (gunicorn, a prefork worker, beat, fake Intercom, fake Sanity),
-then ``intercom-sync send-test-webhook``: a signed Sanity publish becomes an article with the right
+then ``intercom-sync send-test-webhook``, with a real deployment's settings exported: a signed
+Sanity publish becomes an article with the right
 HTML, an Intercom conversation notification gets its tags, a contact notification its company.
 """
 
@@ -14,11 +15,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import redis
 import requests
 
-from tests.conftest import REPO_ROOT
+from tests.jobs import enqueuer, queued_jobs
 from tests.processes import wait_for
-from workers.ops.embedded_redis import free_port
+from workers.ops.embedded_redis import EmbeddedRedis, free_port
 from workers.sandbox.samples import SAMPLE_CONTACT_ID, SAMPLE_CONVERSATION_ID
 
 pytestmark = pytest.mark.integration
@@ -33,15 +35,41 @@ def _values(collection: dict | list) -> list:
     return list(collection.values()) if isinstance(collection, dict) else list(collection)
 
 
-def test_sandbox_walkthrough(tmp_path: Path, real_redis, real_redis_url: str) -> None:
+def _snapshot(client: redis.Redis) -> dict[bytes, object]:
+    """Every key of a small Redis with its type and value: equal snapshots, untouched Redis."""
+    out: dict[bytes, object] = {}
+    for key in client.keys("*"):
+        kind = client.type(key)
+        value = client.lrange(key, 0, -1) if kind == b"list" else client.dump(key)
+        out[key] = (kind, value)
+    return out
+
+
+def test_sandbox_walkthrough_is_sealed_from_a_real_deployment(tmp_path: Path) -> None:
+    """With a "real" deployment's settings exported (a second Redis holding a queued job, its
+    webhook secrets and token), the README's walk-through works step by step, the sandbox's
+    operator commands see the sandbox, and the real Redis is left exactly as it was."""
     port = free_port(count=3)  # the receiver, the fake Intercom (+1) and the fake Sanity (+2)
+    real = EmbeddedRedis().start()
+    real_client = redis.Redis.from_url(real.url)
+    queued = enqueuer(real.url, real_client).enqueue("articles.sync", ("real-document-1",))
+    before = _snapshot(real_client)
+    runtime = tmp_path / "runtime"
+    runtime.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("INTERCOM_", "SANITY_"))}
-    env.update(REDIS_URL=real_redis_url, WORKER_CONCURRENCY="2")
+    env.update(REDIS_URL=real.url, WORKER_CONCURRENCY="2", XDG_RUNTIME_DIR=str(runtime),
+               INTERCOM_CLIENT_SECRET="real-intercom-client-secret",
+               SANITY_WEBHOOK_SECRET="real-sanity-webhook-secret",
+               INTERCOM_ACCESS_TOKEN="real-intercom-token")  # fmt: skip
     log_path = tmp_path / "sandbox.log"
     with log_path.open("wb") as log:
-        stack = subprocess.Popen([CLI, "dev", "--sandbox", "--port", str(port)], cwd=REPO_ROOT,
+        stack = subprocess.Popen([CLI, "dev", "--sandbox", "--port", str(port)], cwd=tmp_path,
                                  env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
     receiver = f"http://127.0.0.1:{port}"
+
+    def output() -> str:
+        return log_path.read_text(errors="replace")
+
     try:
         def ready() -> bool:
             try:
@@ -53,18 +81,33 @@ def test_sandbox_walkthrough(tmp_path: Path, real_redis, real_redis_url: str) ->
 
         def up(check) -> bool:
             if stack.poll() is not None:
-                raise AssertionError("the sandbox stack exited:\n"
-                                     + log_path.read_text(errors="replace")[-3000:])
+                raise AssertionError("the sandbox stack exited:\n" + output()[-3000:])
             return check()
 
         wait_for(lambda: up(ready), 90, "the sandbox stack")
-        wait_for(lambda: up(lambda: "ready." in log_path.read_text(errors="replace")), 60,
-                 "the worker")  # fmt: skip
+        wait_for(lambda: up(lambda: "ready." in output() and "Acquired lock" in output()), 60,
+                 "the worker and beat")  # fmt: skip
+        banner = output()
+        assert "sandbox: sealed from your settings" in banner
+        assert f"receiver listening on http://127.0.0.1:{port}" in banner
+        ignored = banner.split("sandbox: ignoring from the environment and .env: ")[1]
+        for name in ("REDIS_URL", "INTERCOM_CLIENT_SECRET", "SANITY_WEBHOOK_SECRET",
+                     "INTERCOM_ACCESS_TOKEN"):  # fmt: skip
+            assert name in ignored.splitlines()[0]
+        assert "real-" not in banner  # names only, never values
+        workdir = Path(banner.split("temporary files in ")[1].split(" (removed at exit)")[0])
+        assert workdir.is_dir()
+
+        def cli(*args: str) -> subprocess.CompletedProcess[str]:
+            done = subprocess.run([CLI, *args], env=env, cwd=tmp_path, capture_output=True,
+                                  text=True, timeout=60)  # fmt: skip
+            assert done.returncode == 0, done.stdout + done.stderr
+            return done
 
         def send(*args: str) -> str:
-            done = subprocess.run([CLI, "send-test-webhook", *args, "--receiver", receiver],
-                                  env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
-            assert done.returncode == 0, done.stdout + done.stderr
+            # As the README says it: no --receiver, the running sandbox is found.
+            done = cli("send-test-webhook", *args)
+            assert "sending to the sandbox stack" in done.stderr
             return done.stdout
 
         assert '"status": "queued"' in send("sanity")
@@ -114,18 +157,45 @@ def test_sandbox_walkthrough(tmp_path: Path, real_redis, real_redis_url: str) ->
 
         send("intercom", "--topic", "contact.user.created", "--no-seed")
 
-        def domain_company() -> bool:
-            companies = _values(_state(port + 1)["companies"])
-            return any(c.get("company_id") == "acme.example" for c in companies)
+        def enriched() -> bool:
+            out = cli("status", "--dev").stdout
+            return "never" not in next(line for line in out.splitlines()
+                                       if "contacts.enrich" in line)  # fmt: skip
 
-        wait_for(domain_company, 60, "the email-domain company on the sample contact")
+        wait_for(enriched, 60, "the enrichment of the sample contact")
+        # sam@acme.example already belongs to "Acme Example": no second company from the domain.
+        companies = [c.get("company_id") for c in _values(_state(port + 1)["companies"])]
+        assert companies == ["acme-example"]
         contacts = {c["id"]: c for c in _values(_state(port + 1)["contacts"])}
-        assert contacts[SAMPLE_CONTACT_ID]["companies"]["total_count"] >= 1
+        assert contacts[SAMPLE_CONTACT_ID]["companies"]["total_count"] == 1
         assert len(_values(_state(port + 1)["articles"])) == 1  # the echo created nothing
+
+        # REDIS_URL is exported, so plain commands talk to the real deployment; --dev to the
+        # sandbox.
+        real_dlq = cli("dlq", "list")  # reads only: the real Redis must stay as it was
+        assert "REDIS_URL from the environment" in real_dlq.stderr and real_dlq.stdout == ""
+        sandbox_status = cli("status", "--dev")
+        assert "using the sandbox stack" in sandbox_status.stderr
+        assert "articles       0 waiting" in sandbox_status.stdout
+        assert "articles.sync" in sandbox_status.stdout
+        assert "never" not in sandbox_status.stdout.split("articles.sync")[1].splitlines()[0]
+        # The sandbox's own settings reach the operator commands too (no variable to copy).
+        dry = cli("backfill", "articles", "--dry-run", "--dev")
+        assert "sandbox" in dry.stderr and "skip" in (dry.stdout + dry.stderr).lower()
     finally:
         stack.send_signal(signal.SIGINT)
         try:
             stack.wait(timeout=60)
         except subprocess.TimeoutExpired:
             stack.kill()
-    assert stack.returncode == 0, log_path.read_text(errors="replace")[-3000:]
+        try:
+            after = _snapshot(real_client)
+            real_jobs = queued_jobs(real_client)
+        finally:
+            real_client.close()
+            real.close()
+    assert stack.returncode == 0, output()[-3000:]
+    assert after == before  # the queued job is still there; no beat lock, no dedup key
+    assert real_jobs == [("articles.sync", ["real-document-1"])] and queued.queued
+    assert not workdir.exists()  # the sandbox's temporary folder is gone
+    assert list((runtime / "intercom-sync").glob("dev-*.json")) == []

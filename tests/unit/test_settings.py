@@ -93,3 +93,30 @@ def test_settings_is_frozen() -> None:
     with pytest.raises(AttributeError):
         settings.LOG_LEVEL = "DEBUG"  # type: ignore[misc]
     assert isinstance(settings, Settings)
+
+
+def test_setting_errors_read_naturally() -> None:
+    with pytest.raises(SettingsError) as redis_url:
+        make_settings(REDIS_URL="http://x")
+    assert str(redis_url.value) == "REDIS_URL: must be a redis://, rediss:// or unix:// URL."
+    with pytest.raises(SettingsError) as base:
+        make_settings(INTERCOM_API_BASE="api.intercom.io")
+    assert str(base.value) == "INTERCOM_API_BASE: must be an http:// or https:// URL."
+
+
+@pytest.mark.parametrize("written", ["info", "Info", " debug ", "WARNING"])
+def test_log_level_is_read_in_any_case(written: str) -> None:
+    assert written.strip().upper() == make_settings(LOG_LEVEL=written).LOG_LEVEL
+
+
+@pytest.mark.parametrize("overrides", [
+    {"TASK_TIME_LIMIT": "2000"},
+    {"RETRY_BACKOFF_MAX": "1800"},
+    {"TASK_TIME_LIMIT": "400", "BROKER_VISIBILITY_TIMEOUT": "800"},
+])  # fmt: skip
+def test_cross_field_rules_fail_in_one_line_naming_both_sides(overrides) -> None:
+    with pytest.raises(SettingsError) as info:
+        make_settings(**overrides)
+    message = str(info.value)
+    assert message.startswith("BROKER_VISIBILITY_TIMEOUT: must be more than twice TASK_TIME_LIMIT")
+    assert "RETRY_BACKOFF_MAX" in message and "\n" not in message

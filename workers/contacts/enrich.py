@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import redis
 
@@ -49,6 +50,7 @@ from workers.contacts import (
     prepare_company,
     prepare_contact_update,
 )
+from workers.contacts.free_mail import registrable_domain
 from workers.jobs import routing
 from workers.jobs.errors import (
     NotFound,
@@ -224,6 +226,27 @@ def _prepared(attributes: DataAttributes, model: str,
     return prepared
 
 
+def _alnum(value: object) -> str:
+    return "".join(ch for ch in str(value or "").lower() if ch.isalnum())
+
+
+def _attached_with_domain(attached: list[Mapping[str, Any]],
+                          proposed: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The attached company with the proposed company's web domain, if any: its website's
+    domain is the same, or its ``company_id`` spells the domain (``acme-example``)."""
+    host = urlsplit(str(proposed.get("website") or "")).hostname
+    if not host:
+        return None
+    domain = registrable_domain(host)
+    for company in attached:
+        website = urlsplit(str(company.get("website") or "")).hostname
+        if website and registrable_domain(website) == domain:
+            return company
+        if _alnum(company.get("company_id")) == _alnum(domain):
+            return company
+    return None
+
+
 def _write_company(intercom: IntercomClient, attributes: DataAttributes,
                    contact: Mapping[str, Any], proposed: Mapping[str, Any],
                    outcome: EnrichOutcome) -> None:  # fmt: skip
@@ -233,6 +256,15 @@ def _write_company(intercom: IntercomClient, attributes: DataAttributes,
     wanted_id = proposed.get("company_id")
     current = next((c for c in attached if wanted_id is not None
                     and str(c.get("company_id")) == str(wanted_id)), None)  # fmt: skip
+    if current is None:
+        same_domain = _attached_with_domain(attached, proposed)
+        if same_domain is not None:
+            # A company guessed from the email domain ("acme.example") next to the company the
+            # contact already belongs to ("Acme Example", acme-example) would be a duplicate.
+            log_event(logger, "enrich.company_kept", contact_id=contact_id,
+                      company_id=same_domain.get("company_id"),
+                      detail="already in a company with this domain")  # fmt: skip
+            return
     prepared = _prepared(
         attributes,
         "company",

@@ -242,6 +242,19 @@ def rules_for(path: str) -> LoadedRules:
     return loaded
 
 
+def rules_file_problem(path: str, *, most: int = 3) -> str | None:
+    """What is wrong with the rules file at ``path``, in one line naming the file, the rule and
+    the problem; ``None`` when it loads. The worker refuses to start on it, and ``check`` fails
+    on it: a broken file must not wait for the first conversation to show."""
+    try:
+        load_rules(Path(path))
+    except RulesError as exc:
+        shown = "; ".join(exc.errors[:most])
+        more = f" (and {len(exc.errors) - most} more)" if len(exc.errors) > most else ""
+        return f"RULES_PATH: {path}: {shown}{more}"
+    return None
+
+
 # --------------------------------------------------------------------------- tagging
 
 

@@ -8,7 +8,6 @@ settings of its own first.
 
 from __future__ import annotations
 
-import sys
 from datetime import timedelta
 from typing import Any
 
@@ -21,6 +20,7 @@ from workers.jobs import routing
 from workers.jobs.connection import resolve_redis_url
 from workers.jobs.logs import configure_logging
 from workers.jobs.observability import init_sentry
+from workers.jobs.startup import settings_or_exit
 from workers.settings import Settings, get_settings
 
 TASK_MODULES = (
@@ -74,11 +74,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     """
     url = resolve_redis_url(settings)
     hard = settings.TASK_TIME_LIMIT
-    if max(hard, settings.RETRY_BACKOFF_MAX) * 2 >= settings.BROKER_VISIBILITY_TIMEOUT:
-        raise ValueError(
-            "BROKER_VISIBILITY_TIMEOUT must be more than twice TASK_TIME_LIMIT and "
-            "RETRY_BACKOFF_MAX, or Redis would redeliver jobs that are still running"
-        )
+    # The visibility timeout against the time limit and backoff cap is a cross-field rule of
+    # the settings themselves (workers/settings.py): every process refuses to start without it.
     transport = {
         "visibility_timeout": settings.BROKER_VISIBILITY_TIMEOUT,
         "socket_timeout": 10,
@@ -145,14 +142,9 @@ celery = Celery("intercom_sync")
 
 @celery.on_configure.connect
 def _configure_from_environment(sender: Celery, **_: Any) -> None:
-    try:
-        config = celery_config(get_settings())
-    except ValueError as exc:  # SettingsError, or limits that contradict each other
-        # Celery logs and swallows what a signal handler raises, and would then run on its
-        # defaults (an AMQP broker on localhost): stop with one line naming the problem instead.
-        print(f"intercom-sync: {exc}", file=sys.stderr, flush=True)
-        raise SystemExit(2) from None
-    sender.config_from_object(config)
+    # Celery logs and swallows what a signal handler raises (other than SystemExit), and would
+    # then run on its defaults (an AMQP broker on localhost): stop with one line instead.
+    sender.config_from_object(celery_config(settings_or_exit()))
 
 
 @setup_logging.connect

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
+import re
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import redis
 
+from workers.jobs import routing
 from workers.sandbox.send import INTERCOM_TOPICS
-from workers.settings import Settings, SettingsError, get_settings
+from workers.settings import Settings, SettingsError, get_settings, load_settings, redact_url
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -21,7 +26,7 @@ def _services(settings: Settings):
     return Services(settings)
 
 
-def _cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
+def _cmd_dev(args: argparse.Namespace, settings: Settings | None) -> int:
     from workers.ops.devstack import run_dev
 
     return run_dev(settings, port=args.port, concurrency=args.concurrency, sandbox=args.sandbox)
@@ -30,22 +35,35 @@ def _cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_send_test_webhook(args: argparse.Namespace, settings: Settings) -> int:
     import requests
 
-    from workers.sandbox import send, stack
+    from workers.ops import devstate
+    from workers.sandbox import send
 
-    base = args.receiver.rstrip("/")
-    port = int(base.rsplit(":", 1)[1]) if base.rsplit(":", 1)[-1].isdigit() else 8000
+    # The stack it targets decides the secrets: a sandbox verifies with its own, whatever the
+    # environment says; any other receiver with the configured ones.
+    target = devstate.find(args.receiver)
+    base = (args.receiver or (target.receiver if target else "http://127.0.0.1:8000")).rstrip("/")
+    if target is not None:
+        print(f"intercom-sync: sending to {target.describe()}", file=sys.stderr)
+    signing = load_settings(target.sandbox_env) if target and target.sandbox else settings
+    fakes = target.sandbox_env if target and target.sandbox else {}
+    if args.source == "sanity":
+        secrets, variable = signing.SANITY_WEBHOOK_SECRET, "SANITY_WEBHOOK_SECRET"
+        fake = None if args.no_seed else fakes.get("SANITY_API_BASE")
+    else:
+        secrets, variable = signing.INTERCOM_CLIENT_SECRET, "INTERCOM_CLIENT_SECRET"
+        fake = None if args.no_seed else fakes.get("INTERCOM_API_BASE")
+    if not secrets:
+        print(f"intercom-sync: no secret to sign with: set {variable}, or start "
+              "`intercom-sync dev --sandbox` and send to it", file=sys.stderr)  # fmt: skip
+        return 2
+    secret = secrets[0].reveal()
     try:
         if args.source == "sanity":
-            secret = send.default_secret(settings.SANITY_WEBHOOK_SECRET,
-                                         stack.SANITY_WEBHOOK_SECRET)  # fmt: skip
-            fake = None if args.no_seed else f"http://127.0.0.1:{port + 2}"
             answer = send.send_sanity(base, secret, sanity_url=fake, title=args.title)
         else:
-            secret = send.default_secret(settings.INTERCOM_CLIENT_SECRET,
-                                         stack.INTERCOM_CLIENT_SECRET)  # fmt: skip
-            fake = None if args.no_seed else f"http://127.0.0.1:{port + 1}"
-            articles = None if args.no_seed or not args.topic.startswith("conversation.") \
-                else f"http://127.0.0.1:{port + 2}"  # fmt: skip
+            articles = None
+            if not args.no_seed and args.topic.startswith("conversation."):
+                articles = fakes.get("SANITY_API_BASE")  # the article a triage reply links to
             answer = send.send_intercom(base, secret, intercom_url=fake, topic=args.topic,
                                         sanity_url=articles)  # fmt: skip
     except requests.RequestException as exc:
@@ -73,6 +91,31 @@ def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# An argument that names a file (a path separator or a file extension, no spaces) is read as
+# one; text such as "charged twice" or "refund" is matched as text.
+_PATH_LIKE = re.compile(r"^[^\s]*(/|\\)[^\s]*$|^[^\s/\\]+\.[A-Za-z0-9]{1,5}$")
+
+
+def _rules_input_problem(value: str) -> str | None:
+    """Why ``value`` cannot be used as ``rules test`` input (a file that is not there or does
+    not parse), or None."""
+    if "\n" in value or not _PATH_LIKE.match(value):
+        return None
+    path = Path(value)
+    if not path.is_file():
+        return f"{value}: no such file (pass the text itself in quotes to match text)"
+    try:
+        content = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return f"{value}: cannot read it ({type(exc).__name__})"
+    if path.suffix.lower() == ".json":
+        try:
+            json.loads(content)
+        except ValueError as exc:
+            return f"{value}: not valid JSON ({exc})"
+    return None
+
+
 def _cmd_rules(args: argparse.Namespace, settings: Settings) -> int:
     from workers.conversations.rules import RulesError, explain_cli
     from workers.conversations.triage import actions_cli
@@ -81,13 +124,20 @@ def _cmd_rules(args: argparse.Namespace, settings: Settings) -> int:
     if not rules_path:
         print("intercom-sync: no rules file; pass --rules PATH or set RULES_PATH", file=sys.stderr)
         return 2
+    if not Path(rules_path).is_file():
+        print(f"intercom-sync: {rules_path}: no such rules file", file=sys.stderr)
+        return 2
+    problem = _rules_input_problem(args.file_or_text)
+    if problem:
+        print(f"intercom-sync: {problem}", file=sys.stderr)
+        return 2
     try:
         print(explain_cli(rules_path, args.file_or_text))
         actions = actions_cli(rules_path, args.file_or_text)
         if actions:
             print(actions)
     except RulesError as exc:
-        print(f"intercom-sync: {exc.source or rules_path}: rules file is invalid:", file=sys.stderr)
+        print(f"intercom-sync: {rules_path}: rules file is invalid:", file=sys.stderr)
         for error in exc.errors:
             print(f"  {error}", file=sys.stderr)
         return 1
@@ -127,6 +177,10 @@ def _confirm(question: str, assume_yes: bool) -> bool:
 def _cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
     services = _services(settings)
     store = services.dead_letters
+    if getattr(args, "task", None) and args.task not in routing.TASK_NAMES:
+        print(f"intercom-sync: no task {args.task!r}; the tasks are: "
+              f"{', '.join(sorted(routing.TASK_NAMES))}", file=sys.stderr)  # fmt: skip
+        return 2
     if args.dlq_command == "list":
         entries = store.list(args.task)
         for entry in entries:
@@ -139,7 +193,10 @@ def _cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
         if entry is None:
             print(f"intercom-sync: no parked job with id {args.id}", file=sys.stderr)
             return 1
-        print(json.dumps(store.as_dict(entry), indent=2))
+        shown = store.as_dict(entry)
+        for name in ("first_failed_at", "last_failed_at"):  # readable, in UTC
+            shown[name] = _iso_utc(shown[name])
+        print(json.dumps(shown, indent=2))
         return 0
     selected = _select(store, args)
     if selected is None:
@@ -165,6 +222,13 @@ def _cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _iso_utc(timestamp: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds").replace(
+        "+00:00", "Z")  # fmt: skip
+
+
 def _select(store, args: argparse.Namespace):
     """The entries named by ``ID``, ``--task NAME`` or ``--all``; None (and a message) if none."""
     if args.id:
@@ -185,6 +249,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Keep Intercom in step with Sanity content and your own data.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    # Commands that talk to a stack: which one is decided in main() (see _attach).
+    dev_option = argparse.ArgumentParser(add_help=False)
+    dev_option.add_argument(
+        "--dev", action="store_true",
+        help="talk to the running `intercom-sync dev` stack even when REDIS_URL is set "
+        "(without --dev it is used only when REDIS_URL is unset)",
+    )  # fmt: skip
 
     dev = sub.add_parser(
         "dev",
@@ -210,8 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
         "the sandbox's fake Intercom or Sanity (ports receiver+1 and +2) so the job can run.",
     )
     send.add_argument("source", choices=["sanity", "intercom"], help="which vendor to imitate")
-    send.add_argument("--receiver", default="http://127.0.0.1:8000",
-                      help="receiver base URL (default http://127.0.0.1:8000)")
+    send.add_argument("--receiver", default=None,
+                      help="receiver base URL (default: the running `intercom-sync dev`, else "
+                      "http://127.0.0.1:8000)")
     send.add_argument("--topic", default="conversation.user.created",
                       choices=sorted(INTERCOM_TOPICS),
                       help="Intercom topic (default conversation.user.created)")
@@ -221,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     send.set_defaults(handler=_cmd_send_test_webhook)
 
     check = sub.add_parser(
-        "check",
+        "check", parents=[dev_option],
         help="verify settings, Redis, Intercom and Sanity",
         description="One line per check (settings, Redis, Intercom GET /me, a Sanity query); "
         "exits 1 when any check fails.",
@@ -229,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(handler=_cmd_check)
 
     status = sub.add_parser(
-        "status",
+        "status", parents=[dev_option],
         help="queue depths, dead letters, rate-limit budget, last successes",
         description="Print queue depths, the number of parked jobs, the Intercom budget left "
         "in the current window and when each task last succeeded.",
@@ -243,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rules_sub = rules.add_subparsers(dest="rules_command", metavar="ACTION", required=True)
     rules_test = rules_sub.add_parser(
-        "test",
+        "test", parents=[dev_option],
         help="which tags would apply to a text or conversation, and why",
         description="Evaluate the rules on FILE_OR_TEXT and print, per rule, whether it "
         "matched and which condition held or failed, then the tags that would be applied "
@@ -264,21 +336,25 @@ def build_parser() -> argparse.ArgumentParser:
         description="The dead-letter store: jobs that failed permanently or ran out of retries.",
     )
     dlq_sub = dlq.add_subparsers(dest="dlq_command", metavar="ACTION", required=True)
-    dlq_list = dlq_sub.add_parser("list", help="one line per parked job",
+    dlq_list = dlq_sub.add_parser("list", help="one line per parked job", parents=[dev_option],
                                   description="One line per parked job: id, task, arguments, "
                                   "error.")  # fmt: skip
     dlq_list.add_argument("--task", help="only jobs of this task name")
     dlq_list.add_argument("--json", action="store_true", help="one JSON object per line")
     dlq_show = dlq_sub.add_parser("show", help="everything recorded about one job",
+                                  parents=[dev_option],
                                   description="Everything recorded about one parked job.")
     dlq_show.add_argument("id", help="the job id from 'dlq list'")
-    for action, text in (("replay", "put jobs back on their queues"),
+    for action, text in (("replay", "put jobs back on their queues (safe: every task re-reads "
+                                    "current state)"),
                          ("purge", "delete parked jobs (asks first unless --yes)")):  # fmt: skip
-        cmd = dlq_sub.add_parser(action, help=text, description=text[0].upper() + text[1:] + ".")
+        cmd = dlq_sub.add_parser(action, help=text, description=text[0].upper() + text[1:] + ".",
+                                 parents=[dev_option])  # fmt: skip
         cmd.add_argument("id", nargs="?", help="one job id from 'dlq list'")
         cmd.add_argument("--task", help="every parked job of this task name")
         cmd.add_argument("--all", action="store_true", help="every parked job")
-        cmd.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+        if action == "purge":
+            cmd.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     dlq.set_defaults(handler=_cmd_dlq)
 
     backfill = sub.add_parser(
@@ -289,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     backfill_sub = backfill.add_subparsers(dest="backfill_what", metavar="WHAT", required=True)
     articles = backfill_sub.add_parser(
-        "articles", help="Sanity article documents -> Intercom articles",
+        "articles", parents=[dev_option], help="Sanity article documents -> Intercom articles",
         description="Page through every SANITY_ARTICLE_TYPE document (or those changed since "
         "--since) and queue articles.sync for each, with progress on stderr. --dry-run queues "
         "nothing and calls no Intercom API: it prints whether each document's article would be "
@@ -321,16 +397,65 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def load_env_file(path: Path | None = None) -> bool:
+    """Read ``.env`` from the working directory into the environment; the environment wins
+    (a variable already set, even to an empty value, is kept). True when a file was read."""
+    from dotenv import load_dotenv
+
+    path = Path.cwd() / ".env" if path is None else path
+    return path.is_file() and load_dotenv(path, override=False)
+
+
+def _attach(args: argparse.Namespace, settings: Settings, redis_source: str) -> Settings:
+    """The settings a stack command uses, and one line on stderr saying which stack it is.
+
+    Precedence: ``REDIS_URL`` from the environment, then from ``.env``, then a running
+    ``intercom-sync dev`` (``--dev`` picks the dev stack whatever ``REDIS_URL`` says). A sandbox
+    stack brings all its settings (its fakes, tokens, rules), since that is what its workers
+    run with; a plain dev stack brings its Redis.
+    """
+    from workers.ops import devstate
+
+    if settings.REDIS_URL and not getattr(args, "dev", False):
+        print(f"intercom-sync: using Redis {redact_url(settings.REDIS_URL)} (REDIS_URL from "
+              f"{redis_source})", file=sys.stderr)  # fmt: skip
+        return settings
+    stack = devstate.find()
+    if stack is None:
+        if getattr(args, "dev", False):
+            raise SettingsError("--dev: no `intercom-sync dev` is running for this user")
+        return settings  # REDIS_URL unset: commands that need Redis say so
+    print(f"intercom-sync: using {stack.describe()}, Redis {stack.redis_url}", file=sys.stderr)
+    if stack.sandbox:
+        return load_settings(stack.sandbox_env)
+    return dataclasses.replace(settings, REDIS_URL=stack.redis_url)
+
+
+# Commands that talk to a stack, so _attach decides which one.
+STACK_COMMANDS = ("check", "status", "dlq", "backfill", "rules")
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    redis_source = "the environment" if os.environ.get("REDIS_URL", "").strip() else ".env"
+    load_env_file()
+    handler: Handler = args.handler
+    if args.command == "dev" and args.sandbox:
+        # Sealed: the sandbox reads none of the user's settings but LOG_LEVEL and LOG_FORMAT.
+        try:
+            return handler(args, None)  # type: ignore[arg-type]
+        except SettingsError as exc:
+            print(f"intercom-sync: invalid setting: {exc}", file=sys.stderr)
+            return 2
     try:
         settings = get_settings()
     except SettingsError as exc:
         print(f"intercom-sync: invalid setting: {exc}", file=sys.stderr)
         return 2
-    handler: Handler = args.handler
     try:
+        if args.command in STACK_COMMANDS:
+            settings = _attach(args, settings, redis_source)
         return handler(args, settings)
     except SettingsError as exc:
         print(f"intercom-sync: {exc}", file=sys.stderr)
@@ -339,6 +464,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"intercom-sync: Redis is unreachable ({type(exc).__name__}); check REDIS_URL",
               file=sys.stderr)  # fmt: skip
         return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        code = _run(argv)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (``status | head``): stop quietly, as other Unix tools do.
+        # Python's advice: point stdout at devnull so the flush at exit does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by it
+    return code
 
 
 if __name__ == "__main__":

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import redis
 
 from workers.articles import queries
 from workers.clients.services import Services
+from workers.conversations.rules import load_rules
+from workers.conversations.tagging import rules_file_problem
 from workers.conversations.triage import attribute_problems
 from workers.jobs import routing
 from workers.jobs.errors import ServiceError
+from workers.settings import Settings
 from workers.tasks.base import LAST_SUCCESS
 
 REGIONS = {"api.intercom.io": "US", "api.eu.intercom.io": "EU", "api.au.intercom.io": "AU"}
@@ -36,6 +40,7 @@ def run_checks(services: Services) -> list[Check]:
     off = [f"{f} (needs {', '.join(settings.missing(f))})" for f in features
            if settings.missing(f)]  # fmt: skip
     checks = [Check("settings", True, "valid" + (f"; off: {'; '.join(off)}" if off else ""))]
+    checks.extend(feature_checks(settings))
     try:
         services.redis.ping()
         detail = "answers"
@@ -101,6 +106,31 @@ def conversation_attributes_check(services: Services) -> Check | None:
     if problems:
         return Check("attributes", False, "configuration error: " + "; ".join(problems))
     return Check("attributes", True, "every conversation attribute the rules set exists")
+
+
+# What the service does; webhooks alone only fill queues nobody may work on.
+WORK_FEATURES = ("articles", "tagging", "enrichment")
+
+
+def feature_checks(settings: Settings) -> list[Check]:
+    """At least one feature on, and a rules file that loads whenever one is named."""
+    checks = []
+    on = [f for f in WORK_FEATURES if settings.enabled(f)]
+    if on:
+        checks.append(Check("features", True, "on: " + ", ".join(on)))
+    else:
+        needs = "; ".join(f"{f} needs {', '.join(settings.missing(f))}" for f in WORK_FEATURES)
+        checks.append(Check("features", False, f"none is on ({needs})"))
+    if settings.RULES_PATH:
+        problem = rules_file_problem(settings.RULES_PATH)
+        if problem:
+            checks.append(Check("rules", False, problem))
+        else:
+            ruleset = load_rules(Path(settings.RULES_PATH))
+            tags = ", ".join(ruleset.tag_names) or "none"
+            checks.append(Check("rules", True, f"{settings.RULES_PATH}: {len(ruleset)} rules, "
+                                               f"tags: {tags}"))  # fmt: skip
+    return checks
 
 
 def status_lines(services: Services, now: float | None = None) -> list[str]:

@@ -1,4 +1,8 @@
-"""``intercom-sync send-test-webhook``: sign a sample event as the vendor would and send it."""
+"""``intercom-sync send-test-webhook``: sign a sample event as the vendor would and send it.
+
+The caller passes the secret of the stack it targets (a sandbox's own, else the configured one):
+signing with anything else would earn a ``401`` from that stack.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import uuid
 import requests
 
 from workers.jobs.signing import intercom_signature, sanity_signature_header
-from workers.sandbox import samples, stack
+from workers.sandbox import samples
 
 INTERCOM_TOPICS = {
     "conversation.user.created": samples.SAMPLE_CONVERSATION_ID,
@@ -76,9 +80,4 @@ def send_intercom(receiver: str, secret: str, *, intercom_url: str | None,
                          timeout=10)  # fmt: skip
 
 
-def default_secret(configured: tuple, fallback: str) -> str:
-    """The first configured secret, else the sandbox's."""
-    return configured[0].reveal() if configured else fallback
-
-
-__all__ = ["INTERCOM_TOPICS", "default_secret", "send_intercom", "send_sanity", "stack"]
+__all__ = ["INTERCOM_TOPICS", "send_intercom", "send_sanity"]

@@ -8,7 +8,7 @@ there runs the whole path: webhook → receiver → Redis → worker → fake In
 from __future__ import annotations
 
 import sys
-import tempfile
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,9 +30,9 @@ class SandboxPorts:
     sanity: int = 8002
 
 
-def sandbox_env(ports: SandboxPorts) -> dict[str, str]:
-    """The settings that point the stack at the fakes (they override the environment)."""
-    rules = Path(tempfile.mkdtemp(prefix="intercom-sync-sandbox-")) / "rules.yaml"
+def sandbox_env(ports: SandboxPorts, workdir: Path) -> dict[str, str]:
+    """The settings that point the stack at the fakes; the sample rules go into ``workdir``."""
+    rules = workdir / "rules.yaml"
     rules.write_text(SANDBOX_RULES)
     return {
         "INTERCOM_API_BASE": f"http://127.0.0.1:{ports.intercom}",
@@ -49,6 +49,41 @@ def sandbox_env(ports: SandboxPorts) -> dict[str, str]:
         "RULES_PATH": str(rules),
         "ENRICHMENT_SOURCES": "email_domain",
     }
+
+
+# Kept from the user's environment: how logs look is a preference, not a connection to anything.
+KEPT = ("LOG_LEVEL", "LOG_FORMAT")
+# Prefixes of variables that may reach a real deployment (its Redis, vendors, error reporting).
+_REAL_PREFIXES = ("REDIS_", "INTERCOM_", "SANITY_", "ENRICHMENT_", "SENTRY_", "RULES_",
+                  "METRICS_", "GUNICORN_CMD_ARGS")  # fmt: skip
+
+
+def sealed_env(environ: Mapping[str, str], setting_names: Iterable[str], ports: SandboxPorts,
+               workdir: Path, redis_url: str) -> tuple[dict[str, str], list[str]]:
+    """The environment of a sandbox: the user's minus every setting (and anything else that may
+    reach a real deployment), plus the sandbox's own settings, Redis and temporary folder.
+
+    Returns the environment and the names of the variables it left out (names only), so the
+    banner can say what was ignored. Whatever the environment or ``.env`` says, the sandbox
+    talks only to its own Redis and fakes.
+    """
+    names = set(setting_names)
+    env: dict[str, str] = {}
+    ignored = []
+    for name, value in environ.items():
+        if name in KEPT:
+            env[name] = value
+        elif name in names or name.startswith(_REAL_PREFIXES):
+            if value.strip():
+                ignored.append(name)
+        else:
+            env[name] = value
+    env.update(sandbox_env(ports, workdir))
+    env["REDIS_URL"] = redis_url
+    # Every process's temporary files (gunicorn's heartbeat files, anything a library writes)
+    # land in the sandbox's folder, which is removed at exit.
+    env["TMPDIR"] = str(workdir)
+    return env, sorted(ignored)
 
 
 def fake_processes(ports: SandboxPorts) -> dict[str, str]:

@@ -11,6 +11,8 @@ On failure:
   the broker's visibility timeout); a 429 waits for the reset Intercom gave;
 * other errors (4xx, bad settings, bugs) are parked in the dead-letter store at once, as are
   transient ones whose retries ran out;
+* a job of a feature that is switched off (``FeatureOff``) is dropped with one INFO line:
+  switching a feature off is a choice, and its queued jobs are not failures;
 * a message whose worker died under it more than ``TASK_MAX_DELIVERIES`` times (it is delivered
   again because acknowledgement is late) is parked without running it again;
 * when Redis cannot be reached to record the outcome (the retry message, the dead letter, the
@@ -35,7 +37,7 @@ import redis
 from celery import Task
 from celery.exceptions import Reject, Retry, SoftTimeLimitExceeded
 
-from workers.clients.services import Services, get_services
+from workers.clients.services import FeatureOff, Services, get_services
 from workers.jobs import metrics, routing
 from workers.jobs.celery_app import celery
 from workers.jobs.errors import RateLimited, is_transient, retry_after
@@ -157,6 +159,12 @@ def run_with_policy(task: Task, name: str, fn: Callable[..., Any], args: tuple[A
         _forget_deliveries(services, delivery_key)
         metrics.task_finished(name, "retried")
         raise
+    except FeatureOff as exc:
+        # Queued before its feature was switched off (or by a receiver that still had it on):
+        # switching a feature off is a choice, not a failure to park for an operator.
+        _forget_deliveries(services, delivery_key)
+        log_event(logger, "task.dropped", logging.INFO, reason=str(exc), **fields)
+        return None
     except Exception as exc:
         _forget_deliveries(services, delivery_key)
         decision = decide(exc, request.retries, settings.TASK_MAX_RETRIES,

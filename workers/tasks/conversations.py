@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from typing import Any
 
 from celery import Task
-from celery.signals import worker_ready
+from celery.signals import worker_init, worker_ready
 
 from workers.clients.services import get_services
 from workers.conversations.tagging import refresh_tag_cache as rebuild_tag_cache
-from workers.conversations.tagging import tag_conversation
+from workers.conversations.tagging import rules_file_problem, tag_conversation
 from workers.conversations.triage import attribute_problems
 from workers.jobs import routing
 from workers.jobs.errors import is_transient
 from workers.jobs.logs import log_event, scrub
+from workers.jobs.startup import startup_line
 from workers.tasks.base import sync_task
 
 logger = logging.getLogger("intercom_sync.triage")
@@ -61,3 +63,14 @@ def report_attribute_problems(attempts: int = 3, pause: float = 5.0) -> None:
         log_event(logger, "rules.config_error", logging.ERROR, problems=problems)
     elif problems is not None:
         log_event(logger, "rules.attributes_checked")
+
+
+@worker_init.connect
+def _refuse_a_broken_rules_file(**_: Any) -> None:
+    """A worker does not start on a missing or invalid ``RULES_PATH``: one line, exit 2, rather
+    than taking conversation jobs only to park each one."""
+    path = get_services().settings.RULES_PATH
+    problem = rules_file_problem(path) if path else None
+    if problem:
+        print(startup_line(problem), file=sys.stderr, flush=True)
+        raise SystemExit(2)

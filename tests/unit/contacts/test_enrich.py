@@ -417,3 +417,35 @@ def test_a_refresh_whose_lock_expired_under_it_says_so_and_spares_the_new_holder
     assert refresh_stale_contacts(services, now=1_800_000_000).complete
     assert [r for r in caplog.records if r.getMessage() == "refresh.lock_lost"]
     assert redis_fake.get(REFRESH_LOCK) == b"the next pass"
+
+
+@pytest.mark.parametrize("existing", [
+    {"company_id": "acme-example", "name": "Acme Example", "plan": "enterprise"},
+    {"company_id": "acct_42", "name": "Acme Example", "website": "https://www.acme.example"},
+])  # fmt: skip
+def test_email_domain_adds_no_second_company_for_a_domain_the_contact_already_has(
+    fake, redis_fake, existing
+) -> None:
+    # The sandbox's sample: sam@acme.example already belongs to "Acme Example" (acme-example).
+    fake.state.seed({"companies": [existing],
+                     "contacts": [{"id": "ct-acme", "role": "user", "external_id": "u-acme",
+                                   "email": "sam@acme.example",
+                                   "companies": [existing["company_id"]]}]})  # fmt: skip
+    services = services_for(fake, redis_fake, ENRICHMENT_SOURCES="email_domain")
+    outcome = enrich_contact(services, "ct-acme")
+    assert not outcome.company_upserted and not outcome.company_attached
+    companies = fake.state.snapshot()["companies"]
+    assert [c["company_id"] for c in companies] == [existing["company_id"]]
+    assert stored_contact(fake, "ct-acme")["companies"]["total_count"] == 1
+
+
+def test_email_domain_still_attaches_a_company_for_another_domain(fake, redis_fake) -> None:
+    other = {"company_id": "globex", "name": "Globex", "website": "https://globex.example"}
+    fake.state.seed({"companies": [other],
+                     "contacts": [{"id": "ct-2", "role": "user", "external_id": "u-2",
+                                   "email": "kim@initech.example",
+                                   "companies": ["globex"]}]})  # fmt: skip
+    services = services_for(fake, redis_fake, ENRICHMENT_SOURCES="email_domain")
+    outcome = enrich_contact(services, "ct-2")
+    assert outcome.company_upserted and outcome.company_attached
+    assert stored_contact(fake, "ct-2")["companies"]["total_count"] == 2

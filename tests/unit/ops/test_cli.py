@@ -73,8 +73,13 @@ class Run(NamedTuple):
 
 
 @pytest.fixture
-def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
-    """Run ``intercom-sync ARGS`` in-process against given services; (code, stdout, stderr)."""
+def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path):
+    """Run ``intercom-sync ARGS`` in-process against given services; (code, stdout, stderr).
+
+    In an empty working directory and runtime directory: no ``.env`` and no running
+    ``intercom-sync dev`` of the machine can reach these tests."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
 
     def run(args: list[str], services: Services, stdin: object | None = None) -> Run:
         monkeypatch.setattr(cli, "get_settings", lambda: services.settings)
@@ -156,7 +161,8 @@ def test_check_all_ok(services, run_cli) -> None:
         code, out, _err = run_cli(["check"], services)
     assert code == 0
     lines = out.splitlines()
-    assert verdicts(lines) == {"settings": "ok", "redis": "ok", "intercom": "ok", "sanity": "ok"}
+    assert verdicts(lines) == {"settings": "ok", "features": "ok", "redis": "ok",
+                               "intercom": "ok", "sanity": "ok"}  # fmt: skip
     intercom = next(line for line in lines if " intercom " in line)
     for part in ("admin 1295", "Acme Support", "region EU", "version 2.14"):
         assert part in intercom
@@ -186,21 +192,53 @@ def test_check_fails_when_sanity_is_unreachable(services, run_cli) -> None:
                  body=requests.exceptions.ConnectTimeout("timed out"))
         code, out, _err = run_cli(["check"], services)
     assert code == 1
-    assert verdicts(out.splitlines()) == {"settings": "ok", "redis": "ok", "intercom": "ok",
-                                          "sanity": "FAIL"}  # fmt: skip
+    assert verdicts(out.splitlines()) == {"settings": "ok", "features": "ok", "redis": "ok",
+                                          "intercom": "ok", "sanity": "FAIL"}  # fmt: skip
     assert "ConnectTimeout" in out
 
 
 def test_check_skips_switched_off_features_and_still_passes(fake, run_cli) -> None:
+    # Only enrichment is on (an access token): Sanity is skipped, and check passes.
+    bare = Services(make_settings(), redis_client=fake)
+    with responses.RequestsMock() as rsps:
+        rsps.add("GET", "https://api.intercom.io/me", json=ME)
+        code, out, _err = run_cli(["check"], bare)
+    assert code == 0, out
+    lines = out.splitlines()
+    assert verdicts(lines) == {"settings": "ok", "features": "ok", "redis": "ok",
+                               "intercom": "ok", "sanity": "skip"}  # fmt: skip
+    settings_line = next(line for line in lines if " settings " in line)
+    assert "articles (needs" in settings_line and "INTERCOM_AUTHOR_ID" in settings_line
+    assert "on: enrichment" in next(line for line in lines if " features " in line)
+
+
+def test_check_fails_when_no_feature_is_on(fake, run_cli) -> None:
+    # Webhook secrets alone: jobs would be queued for features that are all off.
     bare = Services(make_settings(INTERCOM_ACCESS_TOKEN=None), redis_client=fake)
     with responses.RequestsMock():  # no request may go out
         code, out, _err = run_cli(["check"], bare)
-    assert code == 0
-    lines = out.splitlines()
-    assert verdicts(lines) == {"settings": "ok", "redis": "ok", "intercom": "skip",
-                               "sanity": "skip"}  # fmt: skip
-    settings_line = next(line for line in lines if " settings " in line)
-    assert "articles (needs" in settings_line and "INTERCOM_ACCESS_TOKEN" in settings_line
+    assert code == 1
+    verdict = verdicts(out.splitlines())
+    assert verdict["features"] == "FAIL" and verdict["intercom"] == "skip"
+    features = next(line for line in out.splitlines() if " features " in line)
+    assert "none is on" in features and "tagging needs" in features and "RULES_PATH" in features
+
+
+def test_check_validates_the_rules_file(fake, run_cli, tmp_path) -> None:
+    good = tmp_path / "rules.yaml"
+    good.write_text("rules:\n  - tag: billing\n    when: {text_any: [refund]}\n")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rules:\n  - tag: billing\n    when: {text_any: [refund]}\n"
+                   "  - tag: vip\n    when: {text_anyy: [x]}\n")  # fmt: skip
+    for path, verdict in ((good, "ok"), (bad, "FAIL")):
+        settings = make_settings(RULES_PATH=str(path), INTERCOM_ADMIN_ID="1295")
+        with responses.RequestsMock() as rsps:
+            rsps.add("GET", "https://api.intercom.io/me", json=ME)
+            code, out, _err = run_cli(["check"], Services(settings, redis_client=fake))
+        rules = next(line for line in out.splitlines() if " rules " in line)
+        assert rules.split()[0] == verdict and str(path) in rules
+        assert code == (0 if verdict == "ok" else 1)
+    assert "rules[1].when" in rules and "text_anyy" in rules
 
 
 def test_check_result_lines_have_fixed_columns() -> None:

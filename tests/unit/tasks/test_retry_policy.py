@@ -356,3 +356,19 @@ def test_parked_entry_is_json_serialisable(services) -> None:
     DeadLetters(services.redis).park("probe.policy", ["a"], server_error(), attempts=2)
     [entry] = services.dead_letters.list()
     json.dumps(services.dead_letters.as_dict(entry))
+
+
+def test_a_job_of_a_switched_off_feature_is_dropped_with_one_info_line(fake, caplog) -> None:
+    # Tagging is off (no RULES_PATH) but a conversation job was queued before it was switched
+    # off: the real tagging function refuses it, and the job is dropped, not parked.
+    from workers.conversations.tagging import tag_conversation
+
+    off = Services(make_settings(RULES_PATH=None, INTERCOM_ADMIN_ID="1295"), redis_client=fake,
+                   celery_app=app)  # fmt: skip
+    caplog.set_level(logging.INFO)
+    assert run(off, lambda task, cid: tag_conversation(off, cid)) is None
+    assert off.dead_letters.count() == 0
+    assert events(caplog) == ["task.started", "task.dropped"]
+    dropped = next(r for r in caplog.records if r.getMessage() == "task.dropped")
+    assert dropped.levelno == logging.INFO and "RULES_PATH" in dropped.reason
+    assert fake.keys(DELIVERIES + "*") == []
