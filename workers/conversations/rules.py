@@ -86,7 +86,7 @@ import json
 import logging
 import time
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -771,6 +771,30 @@ class _Not(_Condition):
 # --------------------------------------------------------------------------- compiling
 
 
+def _unbounded_repeat_bodies(seq: Any, c: Any) -> Iterator[Any]:
+    """The body of every unbounded repeat (``x*``, ``x+``, ``x{n,}``) anywhere in a parsed
+    pattern, inside groups, alternatives, lookarounds and atomic groups too: where both
+    load-time checks look for a body that can match the same text in more than one way."""
+    possessive = getattr(c, "POSSESSIVE_REPEAT", None)
+    atomic = getattr(c, "ATOMIC_GROUP", None)
+    for op, av in seq:
+        if op in (c.MAX_REPEAT, c.MIN_REPEAT):
+            if av[1] == c.MAXREPEAT:
+                yield av[2]
+            yield from _unbounded_repeat_bodies(av[2], c)
+        elif op is c.SUBPATTERN:
+            yield from _unbounded_repeat_bodies(av[3], c)
+        elif op is c.BRANCH:
+            for alt in av[1]:
+                yield from _unbounded_repeat_bodies(alt, c)
+        elif op in (c.ASSERT, c.ASSERT_NOT):
+            yield from _unbounded_repeat_bodies(av[1], c)
+        elif possessive is not None and op is possessive:
+            yield from _unbounded_repeat_bodies(av[2], c)
+        elif atomic is not None and op is atomic:
+            yield from _unbounded_repeat_bodies(av, c)
+
+
 def _catastrophic_reason(pattern: str) -> str | None:
     """Best-effort static check for nested unbounded quantifiers (``(a+)+``, ``(\\w+\\s?)*``).
 
@@ -810,32 +834,8 @@ def _catastrophic_reason(pattern: str) -> str | None:
             return any(lone_unbounded(alt) for alt in av[1])
         return False
 
-    def scan(seq: Iterable[tuple[Any, Any]]) -> bool:
-        for op, av in seq:
-            if op in repeats:
-                if av[1] == c.MAXREPEAT and lone_unbounded(av[2]):
-                    return True
-                if scan(av[2]):
-                    return True
-            elif op is c.SUBPATTERN:
-                if scan(av[3]):
-                    return True
-            elif op is c.BRANCH:
-                if any(scan(alt) for alt in av[1]):
-                    return True
-            elif op in (c.ASSERT, c.ASSERT_NOT):
-                if scan(av[1]):
-                    return True
-            elif op is getattr(c, "POSSESSIVE_REPEAT", None) or op is getattr(
-                c, "ATOMIC_GROUP", None
-            ):
-                inner = av[2] if op is getattr(c, "POSSESSIVE_REPEAT", None) else av
-                if scan(inner):
-                    return True
-        return False
-
     try:
-        risky = scan(tree)
+        risky = any(lone_unbounded(body) for body in _unbounded_repeat_bodies(tree, c))
     except Exception:
         return None
     if risky:
@@ -984,29 +984,12 @@ def _ambiguous_repeat(tree: Any, c: Any) -> bool:
                     return True
         return False
 
-    def scan(seq: Any) -> bool:
-        for op, av in seq:
-            if op in repeats:
-                if av[1] == c.MAXREPEAT and ambiguous_body(av[2]):
-                    return True
-                if scan(av[2]):
-                    return True
-            elif op is c.SUBPATTERN:
-                if scan(av[3]):
-                    return True
-            elif op is c.BRANCH:
-                if any(scan(alt) for alt in av[1]):
-                    return True
-            elif op in (c.ASSERT, c.ASSERT_NOT) and scan(av[1]):
-                return True
-        return False
-
     from re import _parser as p  # private; the caller treats any failure as "not checked"
 
     def p_width(seq: Any) -> tuple[int, int]:
         return p.SubPattern(tree.state, list(seq)).getwidth()
 
-    return scan(tree)
+    return any(ambiguous_body(body) for body in _unbounded_repeat_bodies(tree, c))
 
 
 class _Compiler:

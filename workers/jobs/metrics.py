@@ -91,6 +91,7 @@ if not getattr(_values.ValueClass, "_multiprocess", False):
     # another library): switch it to multiprocess mode now, before any metric below exists.
     _values.ValueClass = _values.get_value_class()
 
+from workers.jobs.pids import pid_alive  # noqa: E402
 from workers.settings import Secret  # noqa: E402
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -306,18 +307,8 @@ def prune_dead(path: str | None = None) -> None:
     path = path or directory()
     for name in os.listdir(path):
         match = _LIVE_FILE.match(name)
-        if match and not _alive(int(match.group(1))):
+        if match and not pid_alive(int(match.group(1))):
             mark_process_dead(int(match.group(1)), path)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # --------------------------------------------------------------------------- exposition

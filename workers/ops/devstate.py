@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from workers.jobs.pids import pid_alive
+
 PREFIX = "dev-"
 
 
@@ -59,16 +61,6 @@ class DevStack:
         return int(self.receiver.rsplit(":", 1)[1])
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 @contextlib.contextmanager
 def published(stack: DevStack) -> Iterator[Path]:
     """Publish ``stack`` for the operator commands while the block runs; remove it after."""
@@ -99,7 +91,7 @@ def running() -> list[DevStack]:
     stacks = []
     for path in runtime_dir().glob(f"{PREFIX}*.json"):
         stack = _read(path)
-        if stack is None or not _alive(stack.pid):
+        if stack is None or not pid_alive(stack.pid):
             if stack is not None or time.time() - path.stat().st_mtime > 60:
                 path.unlink(missing_ok=True)
             continue
