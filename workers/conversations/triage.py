@@ -336,18 +336,43 @@ class Triage:
         self.records.done(rule.name, "attributes", how="written" if changes else "already set")
         self.outcome.done.append(f"{rule.name}:attributes")
 
+    # --- once-only calls ------------------------------------------------------------------
+
+    def _adopt_earlier(self, rule: Rule, action: str, record: Mapping[str, Any] | None,
+                       body_digest: str | None) -> bool:  # fmt: skip
+        """An intent without an outcome: the call may have reached Intercom before its job died.
+        Adopt our admin's part of that kind posted since the intent (with that body, for notes
+        and replies) rather than post again; True when one was adopted."""
+        if not record or record.get("state") != "intent" or self.shadow:
+            return False
+        part = find_part(self.conversation, PART_TYPES[action], self.admin_id,
+                         since=float(record.get("at") or 0) - CLOCK_SKEW_SECONDS,
+                         body_digest=body_digest)  # fmt: skip
+        if part is None:
+            return False
+        self._adopted(rule, action, part, "an earlier attempt's part")
+        return True
+
+    def _send(self, rule: Rule, action: str, call: Callable[[], Any]) -> None:
+        """The one Intercom call of an action, made after its intent is recorded: its outcome is
+        recorded after it; a call that certainly did not reach Intercom takes the intent back."""
+        try:
+            answer = call()
+        except ServiceError as exc:
+            if certainly_not_sent(exc):
+                self.records.clear(rule.name, action)
+            raise
+        self.records.done(rule.name, action, how="sent",
+                          part_id=new_part_id(answer, PART_TYPES[action]))  # fmt: skip
+        self.outcome.done.append(f"{rule.name}:{action}")
+
     # --- notes and replies ---------------------------------------------------------------
 
     def _post(self, rule: Rule, action: str, make_body: Callable[[], str]) -> None:
         part_type = PART_TYPES[action]
         record = self.records.get(rule.name, action)
-        if record and record.get("state") == "intent" and not self.shadow:
-            part = find_part(self.conversation, part_type, self.admin_id,
-                             since=float(record.get("at") or 0) - CLOCK_SKEW_SECONDS,
-                             body_digest=record.get("digest"))  # fmt: skip
-            if part is not None:
-                self._adopted(rule, action, part, "an earlier attempt's part")
-                return
+        if self._adopt_earlier(rule, action, record, record and record.get("digest")):
+            return
         body = make_body()
         body_digest = digest(body)
         if record is None:
@@ -363,15 +388,8 @@ class Triage:
             self._plan(rule, action, characters=len(html_to_text(body)))
             return
         self.records.intent(rule.name, action, body_digest)
-        try:
-            answer = self.intercom.reply_conversation(self.conversation_id, self.admin_id, body,
-                                                      note=action == "note")  # fmt: skip
-        except ServiceError as exc:
-            if certainly_not_sent(exc):
-                self.records.clear(rule.name, action)
-            raise
-        self.records.done(rule.name, action, how="sent", part_id=new_part_id(answer, part_type))
-        self.outcome.done.append(f"{rule.name}:{action}")
+        self._send(rule, action, lambda: self.intercom.reply_conversation(
+            self.conversation_id, self.admin_id, body, note=action == "note"))
         log_event(logger, "triage.posted", conversation_id=self.conversation_id, rule=rule.name,
                   action=action)  # fmt: skip
 
@@ -426,16 +444,9 @@ class Triage:
     # --- snooze, close, open -------------------------------------------------------------
 
     def _state(self, rule: Rule, action: str, minutes: int) -> None:
-        part_type = PART_TYPES[action]
         state = self.conversation.get("state")
-        record = self.records.get(rule.name, action)
-        if record and record.get("state") == "intent" and not self.shadow:
-            part = find_part(self.conversation, part_type, self.admin_id,
-                             since=float(record.get("at") or 0) - CLOCK_SKEW_SECONDS,
-                             body_digest=None)  # fmt: skip
-            if part is not None:
-                self._adopted(rule, action, part, "an earlier attempt's part")
-                return
+        if self._adopt_earlier(rule, action, self.records.get(rule.name, action), None):
+            return
         already = state == {"close": "closed", "open": "open"}.get(action)
         if self.shadow:
             self._plan(rule, action, minutes=minutes or None,
@@ -446,21 +457,16 @@ class Triage:
             self.outcome.done.append(f"{rule.name}:{action}")
             return
         self.records.intent(rule.name, action)
-        try:
-            if action == "snooze":
-                until = int(self.clock()) + minutes * 60
-                answer = self.intercom.snooze_conversation(self.conversation_id, self.admin_id,
-                                                           until)  # fmt: skip
-            elif action == "close":
-                answer = self.intercom.close_conversation(self.conversation_id, self.admin_id)
-            else:
-                answer = self.intercom.open_conversation(self.conversation_id, self.admin_id)
-        except ServiceError as exc:
-            if certainly_not_sent(exc):
-                self.records.clear(rule.name, action)
-            raise
-        self.records.done(rule.name, action, how="sent", part_id=new_part_id(answer, part_type))
-        self.outcome.done.append(f"{rule.name}:{action}")
+        if action == "snooze":
+            until = int(self.clock()) + minutes * 60
+            self._send(rule, action, lambda: self.intercom.snooze_conversation(
+                self.conversation_id, self.admin_id, until))
+        elif action == "close":
+            self._send(rule, action, lambda: self.intercom.close_conversation(
+                self.conversation_id, self.admin_id))
+        else:
+            self._send(rule, action, lambda: self.intercom.open_conversation(
+                self.conversation_id, self.admin_id))
 
     # --- shadow mode ---------------------------------------------------------------------
 
