@@ -12,6 +12,7 @@ from collections.abc import Callable
 import redis
 from celery import Celery
 
+from workers.jobs.connection import redis_client
 from workers.jobs.enqueue import Enqueuer
 from workers.settings import Settings
 
@@ -38,8 +39,8 @@ class ReceiverState:
         if self._redis is None:
             # Short timeouts: Intercom gives up after 5 s, and a 503 it can retry beats a
             # request that hangs until the sender times out.
-            self._redis = redis.Redis.from_url(
-                self.celery_app.conf.broker_url,
+            self._redis = redis_client(
+                self.settings,
                 socket_timeout=2,
                 socket_connect_timeout=1,
                 health_check_interval=30,
