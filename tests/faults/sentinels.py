@@ -41,8 +41,10 @@ class SentinelGroup:
         """``REDIS_URL`` for the deployment (with ``REDIS_SENTINEL_MASTER`` = MASTER_NAME)."""
         return ";".join(f"sentinel://127.0.0.1:{port}" for port in self.sentinel_ports) + "/0"
 
-    def env(self) -> dict[str, str]:
-        return {"REDIS_URL": self.url, "REDIS_SENTINEL_MASTER": MASTER_NAME}
+    @staticmethod
+    def redis_env() -> dict[str, str]:
+        """What goes with :attr:`url` in the deployment's environment."""
+        return {"REDIS_SENTINEL_MASTER": MASTER_NAME}
 
     def _server(self, name: str, port: int, *extra: str) -> None:
         folder = self.directory / name

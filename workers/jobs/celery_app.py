@@ -119,7 +119,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_soft_shutdown_timeout": settings.WORKER_SHUTDOWN_TIMEOUT,
         "include": list(TASK_MODULES),
         "beat_schedule": beat_schedule(settings),
-        "beat_scheduler": "redbeat.RedBeatScheduler",
+        # redbeat's scheduler, riding out a Redis failover (workers/jobs/beat.py)
+        "beat_scheduler": "workers.jobs.beat:FailoverScheduler",
         "redbeat_key_prefix": "intercom-sync:redbeat",
         # One beat per deployment: the second beat waits for this lock; it expires this many
         # seconds after its holder dies, so a crashed beat is replaced within that time.

@@ -19,6 +19,8 @@ from __future__ import annotations
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from workers.settings import (
@@ -52,8 +54,12 @@ def sentinel_of(settings: Settings) -> SentinelUrl | None:
 
 def _sentinel_kwargs(settings: Settings, options: dict[str, Any]) -> dict[str, Any]:
     """Options of the connections to the Sentinels themselves (redis-py's ``sentinel_kwargs``):
-    the timeouts of the data connections, and the Sentinels' own password if they have one."""
-    kwargs = {k: v for k, v in options.items() if k in _SENTINEL_SOCKET_OPTIONS}
+    the timeouts of the data connections, and the Sentinels' own password if they have one.
+    No retries: a Sentinel that does not answer is skipped for the next one in the list
+    (``Sentinel.discover_master``) rather than retried ten times (redis-py's default), as
+    Flower does for its own Sentinel client."""
+    kwargs: dict[str, Any] = {k: v for k, v in options.items() if k in _SENTINEL_SOCKET_OPTIONS}
+    kwargs["retry"] = Retry(NoBackoff(), 0)
     if settings.REDIS_SENTINEL_PASSWORD:
         kwargs["password"] = settings.REDIS_SENTINEL_PASSWORD.reveal()
     return kwargs
