@@ -41,11 +41,14 @@ class ReceiverState:
         if self._redis is None:
             # Short timeouts: Intercom gives up after 5 s, and a 503 it can retry beats a
             # request that hangs until the sender times out. For the same reason at most three
-            # quick retries (a stale pooled connection, a master that just changed), not
-            # redis-py's default of ten with up to a second between them.
+            # quick retries after a refused or reset connection (a stale pooled connection, a
+            # master that just changed), not redis-py's default of ten with up to a second
+            # between them, and none after a timeout: a master that stopped answering without
+            # closing its connections costs one socket timeout per webhook, not four.
             self._redis = redis_client(
                 self.settings,
-                retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.2), 3),
+                retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.2), 3,
+                            supported_errors=(redis.ConnectionError,)),
                 socket_timeout=2,
                 socket_connect_timeout=1,
                 health_check_interval=30,

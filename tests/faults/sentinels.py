@@ -119,11 +119,14 @@ class SentinelGroup:
         best = max(seen.items(), key=lambda item: item[1], default=None)
         return best[0] if best and best[1] >= 2 else None
 
-    def kill_master(self) -> None:
-        """SIGKILL the master, as a crash or an OOM kill would: no goodbye to anyone."""
+    def kill_master(self, sig: int = signal.SIGKILL) -> None:
+        """SIGKILL the master, as a crash or an OOM kill would: no goodbye to anyone. With
+        SIGSTOP it stops answering but its connections stay open, as when its host or network
+        goes away (celery/celery#6348's case); ``stop`` kills it at the end."""
         process = self.processes["master"]
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
+        os.kill(process.pid, sig)
+        if sig == signal.SIGKILL:
+            process.wait(timeout=10)
 
     def logs(self, chars: int = 1500) -> str:
         parts = []

@@ -16,6 +16,7 @@ the deployment's commands and the Sentinel URL.
 from __future__ import annotations
 
 import random
+import signal
 import threading
 import time
 from pathlib import Path
@@ -35,7 +36,10 @@ SENT = "Sending due task"  # Celery beat's line for each job it schedules
 
 
 @pytest.mark.timeout(300)
-def test_master_killed_mid_run_fails_over_with_nothing_lost_or_duplicated(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fault", [signal.SIGKILL, signal.SIGSTOP], ids=["crash", "vanished"])
+def test_master_lost_mid_run_fails_over_with_nothing_lost_or_duplicated(
+    tmp_path: Path, fault: signal.Signals
+) -> None:
     seed = run_seed()
     rng = random.Random(seed)
     started = time.monotonic()
@@ -101,7 +105,7 @@ def test_master_killed_mid_run_fails_over_with_nothing_lost_or_duplicated(tmp_pa
         before = {p.name: len(p.output()) for p in (beat, standby)}
         answers_before = dict(sender.answers.statuses)
         killed_at = time.monotonic()
-        group.kill_master()
+        group.kill_master(fault)
         wait_for(lambda: group.master_address() not in (None, old_master), 60,
                  "the Sentinels to promote the replica")  # fmt: skip
         without_master = time.monotonic() - killed_at
@@ -128,7 +132,7 @@ def test_master_killed_mid_run_fails_over_with_nothing_lost_or_duplicated(tmp_pa
         problems = stack.check(world.expected)
         answers = sender.answers
         during = {s: n - answers_before.get(s, 0) for s, n in answers.statuses.items()}
-        summary = (f"seed {seed}; {len(world.expected.articles)} articles, "
+        summary = (f"{fault.name}: seed {seed}; {len(world.expected.articles)} articles, "
                    f"{len(world.expected.conversation_tags)} conversations, "
                    f"{len(world.expected.contact_attributes)} contacts; master "
                    f"{old_master} -> {promoted} in {without_master:.1f} s; receiver queuing "
