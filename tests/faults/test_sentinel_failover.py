@@ -63,17 +63,19 @@ def test_master_lost_mid_run_fails_over_with_nothing_lost_or_duplicated(
         stack._exit.callback(standby.stop)
         sender = Sender(stack.receiver)
 
+        # Paced so that webhooks keep arriving from before the kill until after the promotion
+        # (about 7 s of traffic; the kill comes 1-2 s in, the switch takes 2-3 s).
         def editor() -> None:  # publishes through Sanity, whose webhooks retry by themselves
             for document_id in documents:
                 world.publish(document_id)
-                time.sleep(0.04)
+                time.sleep(0.1)
             for document_id in documents[::3]:
                 world.edit(document_id)
-                time.sleep(0.04)
+                time.sleep(0.1)
 
         def intercom() -> None:  # Intercom's deliveries, re-sent after a 5xx or no answer
             def created(topic: str, item: str) -> int:
-                time.sleep(0.05)
+                time.sleep(0.2)
                 return sender.intercom(topic, item, f"{topic}:{item}")
 
             sender.many([lambda c=c: created("conversation.user.created", c)
@@ -99,7 +101,7 @@ def test_master_lost_mid_run_fails_over_with_nothing_lost_or_duplicated(
             thread.start()
         watch = threading.Thread(target=supervisor, daemon=True)
         watch.start()
-        time.sleep(rng.uniform(1.0, 2.5))
+        time.sleep(rng.uniform(1.0, 2.0))
         wait_until(lambda: stack.redis.hlen(UNACKED), 30, "jobs in flight")
         old_master = group.master_address()
         before = {p.name: len(p.output()) for p in (beat, standby)}
