@@ -11,7 +11,10 @@ from collections.abc import Callable
 
 import redis
 from celery import Celery
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
 
+from workers.jobs.connection import redis_client
 from workers.jobs.enqueue import Enqueuer
 from workers.settings import Settings
 
@@ -37,9 +40,15 @@ class ReceiverState:
     def redis(self) -> redis.Redis:
         if self._redis is None:
             # Short timeouts: Intercom gives up after 5 s, and a 503 it can retry beats a
-            # request that hangs until the sender times out.
-            self._redis = redis.Redis.from_url(
-                self.celery_app.conf.broker_url,
+            # request that hangs until the sender times out. For the same reason at most three
+            # quick retries after a refused or reset connection (a stale pooled connection, a
+            # master that just changed), not redis-py's default of ten with up to a second
+            # between them, and none after a timeout: a master that stopped answering without
+            # closing its connections costs one socket timeout per webhook, not four.
+            self._redis = redis_client(
+                self.settings,
+                retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.2), 3,
+                            supported_errors=(redis.ConnectionError,)),
                 socket_timeout=2,
                 socket_connect_timeout=1,
                 health_check_interval=30,

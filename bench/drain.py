@@ -22,9 +22,10 @@ default (9,000 a minute: 1,500 per window), below what the workers and fakes pus
 machine, so that the budget and not CPU should bind; the output says which one did. Sanity's
 limiter gets ``--sanity-per-second`` (500, as in the test harness) so that it does not bind.
 
-Prints the results table, the memory table (RSS after the backlog) and one line saying what
-bound the drain; exits 1 if the run is invalid (a webhook refused, a job parked, an article
-missing or duplicated, a tag or attribute missing, an OpenAPI violation, a timeout).
+Prints the results table, the memory tables (RSS after the backlog; RSS and PSS of every worker
+process before and after it) and one line saying what bound the drain; exits 1 if the run is
+invalid (a webhook refused, a job parked, an article missing or duplicated, a tag or attribute
+missing, an OpenAPI violation, a timeout).
 """
 
 from __future__ import annotations
@@ -169,6 +170,48 @@ def enqueue(bench: Stack, backlog: Backlog, senders: int) -> tuple[Counter[int],
     return statuses, time.monotonic() - started
 
 
+def smaps_mb(pid: int) -> tuple[float, float]:
+    """(RSS, PSS) in MB from ``/proc/<pid>/smaps_rollup``."""
+    values = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("Rss", "Pss"):
+            values[key] = int(rest.split()[0]) / 1024
+    return values["Rss"], values["Pss"]
+
+
+def worker_memory(bench: Stack) -> dict[str, list[tuple[str, int, float, float]]]:
+    """Each worker's processes: (role, pid, RSS MB, PSS MB), main process first."""
+    out = {}
+    for worker in bench.workers:
+        rows = []
+        for n, process in enumerate(tree(worker.process.pid)):
+            try:
+                rss, pss = smaps_mb(process.pid)
+            except (OSError, KeyError):
+                continue  # a pool process replaced meanwhile
+            rows.append(("main" if n == 0 else f"pool {n}", process.pid, rss, pss))
+        out[worker.name] = rows
+    return out
+
+
+def memory_table(before: dict[str, list[tuple[str, int, float, float]]],
+                 after: dict[str, list[tuple[str, int, float, float]]]) -> str:
+    """RSS and PSS of every worker process before the drain (workers just ready) and after."""
+    rows = []
+    for name, procs in after.items():
+        start = {pid: (rss, pss) for _, pid, rss, pss in before.get(name, [])}
+        for role, pid, rss, pss in procs:
+            was = start.get(pid)
+            rows.append((name, role, f"{was[0]:.0f}" if was else "new", f"{rss:.0f}",
+                         f"{was[1]:.0f}" if was else "new", f"{pss:.0f}"))  # fmt: skip
+        total_before = sum(p[3] for p in before.get(name, []))
+        rows.append((name, "**all**", "", "", f"{total_before:.0f}",
+                     f"{sum(p[3] for p in procs):.0f}"))  # fmt: skip
+    return table(["worker", "process", "RSS MB before", "RSS MB after", "PSS MB before",
+                  "PSS MB after"], rows)  # fmt: skip
+
+
 def check(bench: Stack, backlog: Backlog) -> list[str]:
     """Everything that makes the run invalid."""
     problems = []
@@ -274,6 +317,7 @@ def main() -> int:
         launched = time.monotonic()
         start_workers(stack, bench, args.workers, args.concurrency)
         ready = time.monotonic() - launched
+        before = worker_memory(bench)
         idle_at = bench.wait_idle(args.timeout, quiet=2.0, poll=0.25)
         meter.stop()
         drained = (idle_at or time.monotonic()) - launched
@@ -285,6 +329,7 @@ def main() -> int:
         for worker in bench.workers:
             memory.append((worker.name, "celery main + pool children",
                            [rss_mb(p) for p in tree(worker.process.pid)]))  # fmt: skip
+        after = worker_memory(bench)
 
         stats = state.stats()
         sanity_stats = bench.fakes.sanity.stats()
@@ -350,6 +395,10 @@ def main() -> int:
                 [(name, what, f"{mb[0]:.0f}; " + " ".join(f"{m:.0f}" for m in mb[1:]),
                   f"{sum(mb):.0f}") for name, what, mb in memory]))  # fmt: skip
     print("(RSS after the backlog; pages a parent shares with its forked children count in each.)")
+    print()
+    print(memory_table(before, after))
+    print("(PSS from /proc/<pid>/smaps_rollup: shared pages are split between the processes "
+          "that share them, so a worker's PSS column adds up to what it costs the host.)")
     print()
     median_fraction = middle(fractions)
     if fractions:

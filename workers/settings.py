@@ -113,6 +113,81 @@ def _cross_field_problems(data: Mapping[str, Any]) -> dict[str, str]:
     return problems
 
 
+@dataclass(frozen=True, repr=False)
+class SentinelUrl:
+    """A ``sentinel://`` REDIS_URL taken apart: where the Sentinels are, and the data's database
+    and password (the password of the master, never of the Sentinels: see
+    ``REDIS_SENTINEL_PASSWORD``)."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    db: int = 0
+    password: str | None = None
+
+    def __repr__(self) -> str:
+        return f"SentinelUrl(sentinels={self.sentinels!r}, db={self.db})"
+
+
+def is_sentinel_url(url: str) -> bool:
+    return url.strip().lower().startswith("sentinel://")
+
+
+def parse_sentinel_url(url: str) -> SentinelUrl:
+    """``sentinel://[:password@]host:port[;sentinel://host:port…][/db]`` (Celery's own form,
+    one ``sentinel://`` entry per Sentinel, ``;`` between them). The database may end any entry
+    (Celery reads it from the first, so it is moved there); a password may be on any entry, and
+    two different ones are an error. Raises ``ValueError`` saying what is wrong."""
+    entries = [part.strip() for part in url.strip().split(";")]
+    sentinels: list[tuple[str, int]] = []
+    dbs: set[int] = set()
+    passwords: set[str] = set()
+    for entry in entries:
+        parts = urlsplit(entry)
+        if parts.scheme.lower() != "sentinel" or not parts.hostname:
+            raise ValueError("each Sentinel must be written sentinel://host:port, "
+                             "with ; between them")  # fmt: skip
+        if parts.query or parts.fragment:
+            raise ValueError("a sentinel:// URL takes no ?options or #fragment")
+        try:
+            port = parts.port or 26379
+        except ValueError:
+            raise ValueError("a Sentinel's port must be a number from 1 to 65535") from None
+        sentinels.append((parts.hostname, port))
+        path = parts.path.strip("/")
+        if path:
+            if not path.isdigit() or int(path) > 15:
+                raise ValueError("the database after the last Sentinel must be a number 0-15")
+            dbs.add(int(path))
+        if parts.password:
+            passwords.add(parts.password)
+    if len(dbs) > 1:
+        raise ValueError("the Sentinels name different databases")
+    if len(passwords) > 1:
+        raise ValueError("the Sentinels carry different passwords")
+    if len(set(sentinels)) != len(sentinels):
+        raise ValueError("a Sentinel is listed twice")
+    return SentinelUrl(tuple(sentinels), dbs.pop() if dbs else 0,
+                       passwords.pop() if passwords else None)  # fmt: skip
+
+
+class _RedisUrlField(_UrlField):
+    """``redis://``, ``rediss://``, ``unix://``, or the Sentinel form
+    (:func:`parse_sentinel_url`)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        text = mf.String._deserialize(self, value, attr, data, **kwargs).strip()
+        if is_sentinel_url(text):
+            try:
+                parse_sentinel_url(text)
+            except ValueError as exc:
+                raise ValidationError(str(exc)) from None
+            return text
+        try:
+            return super()._deserialize(value, attr, data, **kwargs)
+        except ValidationError:
+            schemes = (*self.schemes, "sentinel")
+            raise ValidationError(f"must be {_schemes_phrase(schemes)} URL") from None
+
+
 def _cron(value: str) -> bool:
     """Five cron fields that Celery's ``crontab`` accepts."""
     from celery.schedules import crontab
@@ -153,7 +228,11 @@ _HOST = re.compile(r"^[A-Za-z0-9.-]{1,253}\Z")  # a host name or an IPv4 address
 class _Env(Schema):
     """The environment contract (DESIGN §3), field names are the variable names."""
 
-    REDIS_URL = _UrlField(schemes=("redis", "rediss", "unix"), load_default=None)
+    REDIS_URL = _RedisUrlField(schemes=("redis", "rediss", "unix"), load_default=None)
+    # With a sentinel:// REDIS_URL: the name the Sentinels know the master by (their
+    # ``sentinel monitor <name> ...``), and the Sentinels' own password when they have one.
+    REDIS_SENTINEL_MASTER = mf.String(load_default=None, validate=validate.Regexp(_ID))
+    REDIS_SENTINEL_PASSWORD = _SecretField(load_default=None)
     INTERCOM_ACCESS_TOKEN = _SecretField(load_default=None)
     INTERCOM_CLIENT_SECRET = _SecretListField(load_default=())
     INTERCOM_API_BASE = _UrlField(load_default="https://api.intercom.io")
@@ -241,12 +320,25 @@ class _Env(Schema):
         if problems:
             raise ValidationError({name: [text] for name, text in problems.items()})
 
+    @validates_schema
+    def _sentinel_pairs(self, data: dict[str, Any], **_: Any) -> None:
+        """The Sentinel variables go with a sentinel:// REDIS_URL, and only with one."""
+        sentinel = bool(data.get("REDIS_URL")) and is_sentinel_url(data["REDIS_URL"])
+        if sentinel and not data.get("REDIS_SENTINEL_MASTER"):
+            raise ValidationError("required with a sentinel:// REDIS_URL: the master's name "
+                                  "as the Sentinels know it", "REDIS_SENTINEL_MASTER")  # fmt: skip
+        for name in ("REDIS_SENTINEL_MASTER", "REDIS_SENTINEL_PASSWORD"):
+            if data.get(name) and not sentinel:
+                raise ValidationError("only used with a sentinel:// REDIS_URL; unset it", name)
+
 
 @dataclass(frozen=True, repr=False)
 class Settings:
     """Validated settings. Secrets are :class:`Secret`; lists of secrets are tuples."""
 
     REDIS_URL: str | None
+    REDIS_SENTINEL_MASTER: str | None
+    REDIS_SENTINEL_PASSWORD: Secret | None
     INTERCOM_ACCESS_TOKEN: Secret | None
     INTERCOM_CLIENT_SECRET: tuple[Secret, ...]
     INTERCOM_API_BASE: str
@@ -356,7 +448,10 @@ class Settings:
 
 
 def _redact_url(url: str) -> str:
-    """Drop a password from a URL such as ``redis://:pw@host:6379/0``."""
+    """Drop a password from a URL such as ``redis://:pw@host:6379/0`` (from each entry of a
+    Sentinel URL)."""
+    if ";" in url:
+        return ";".join(_redact_url(entry) for entry in url.split(";"))
     parts = urlsplit(url)
     if parts.password is None:
         return url

@@ -19,7 +19,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
@@ -39,9 +39,11 @@ from tests.unit.articles.test_harness import (
     block,
 )
 from workers.jobs import routing
+from workers.jobs.connection import redis_client
 from workers.ops.embedded_redis import free_port
 from workers.sandbox import fake_intercom, fake_sanity
 from workers.sandbox.samples import sample_notification
+from workers.settings import load_settings
 
 INTERCOM_SECRET = "faults-intercom-client-secret"
 ADMIN_ID = "1295"  # the fake Intercom's admin
@@ -73,6 +75,13 @@ FAST_RETRIES = {
 }
 
 
+def connect(redis_url: str, redis_env: Mapping[str, str] | None = None,
+            **options: Any) -> redis.Redis:  # fmt: skip
+    """A client of the stack's Redis built as the processes build theirs (a Sentinel URL with
+    ``redis_env``'s REDIS_SENTINEL_MASTER follows the master)."""
+    return redis_client(load_settings({**(redis_env or {}), "REDIS_URL": redis_url}), **options)
+
+
 def children(pid: int) -> list[int]:
     """The live child processes of ``pid`` (a worker's pool), from ``/proc``."""
     found = []
@@ -101,9 +110,12 @@ class FaultStack:
     """
 
     def __init__(self, redis_url: str, directory: Path, *, openapi: bool = True,
-                 budget: int = 6000, webhook_retries: int = 60) -> None:  # fmt: skip
+                 budget: int = 6000, webhook_retries: int = 60,
+                 redis_env: Mapping[str, str] | None = None) -> None:  # fmt: skip
         self.redis_url = redis_url
-        self.redis = redis.Redis.from_url(redis_url, socket_timeout=10, socket_connect_timeout=2)
+        self.redis_env = dict(redis_env or {})  # e.g. REDIS_SENTINEL_MASTER
+        self.redis = connect(redis_url, self.redis_env, socket_timeout=10,
+                             socket_connect_timeout=2)  # fmt: skip
         self.port = free_port()
         self.receiver = f"http://127.0.0.1:{self.port}"
         self.fakes = Fakes(budget=budget, webhook_url=f"{self.receiver}/webhooks/sanity",
@@ -139,7 +151,7 @@ class FaultStack:
                                 INTERCOM_ADMIN_ID=ADMIN_ID, RULES_PATH=str(self.rules_path),
                                 ENRICHMENT_SOURCES="file",
                                 ENRICHMENT_FILE=str(self.enrichment_path),
-                                **FAST_RETRIES)  # fmt: skip
+                                **FAST_RETRIES, **self.redis_env)  # fmt: skip
         # ``probe_env`` makes ``tests`` importable: the broken-guard scenario loads a module
         # from here into the worker.
         return probe_env(**(values | extra))
@@ -227,7 +239,7 @@ class FaultStack:
 @contextmanager
 def fault_stack(redis_url: str, directory: Path, **options: Any) -> Iterator[FaultStack]:
     """A :class:`FaultStack` on an emptied Redis database, stopped and emptied again after."""
-    client = redis.Redis.from_url(redis_url)
+    client = connect(redis_url, options.get("redis_env"))
     client.flushdb()
     try:
         stack = FaultStack(redis_url, directory, **options)

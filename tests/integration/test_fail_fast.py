@@ -25,7 +25,7 @@ NOWHERE = "redis://127.0.0.1:1/0"  # valid, but nothing listens: start must fail
 MISCONFIGURATIONS = {
     "redis-url-unset": ({"REDIS_URL": None}, "REDIS_URL: not set"),
     "redis-url-http": ({"REDIS_URL": "http://x"},
-                       "REDIS_URL: must be a redis://, rediss:// or unix:// URL"),
+                       "REDIS_URL: must be a redis://, rediss://, unix:// or sentinel:// URL"),
     "time-limit-vs-visibility": ({"REDIS_URL": NOWHERE, "TASK_TIME_LIMIT": "2000"},
                                  "BROKER_VISIBILITY_TIMEOUT: must be more than twice "
                                  "TASK_TIME_LIMIT (2000)"),

@@ -98,7 +98,9 @@ def test_settings_is_frozen() -> None:
 def test_setting_errors_read_naturally() -> None:
     with pytest.raises(SettingsError) as redis_url:
         make_settings(REDIS_URL="http://x")
-    assert str(redis_url.value) == "REDIS_URL: must be a redis://, rediss:// or unix:// URL."
+    assert str(redis_url.value) == (
+        "REDIS_URL: must be a redis://, rediss://, unix:// or sentinel:// URL."
+    )
     with pytest.raises(SettingsError) as base:
         make_settings(INTERCOM_API_BASE="api.intercom.io")
     assert str(base.value) == "INTERCOM_API_BASE: must be an http:// or https:// URL."

@@ -13,7 +13,7 @@ from celery import Celery
 
 from workers.clients.intercom import IntercomClient
 from workers.clients.sanity import SanityClient
-from workers.jobs.connection import resolve_redis_url
+from workers.jobs.connection import redis_client
 from workers.jobs.dead_letters import DeadLetters
 from workers.jobs.enqueue import Enqueuer
 from workers.jobs.ratelimit import RateLimiter
@@ -44,10 +44,8 @@ class Services:
 
     @cached_property
     def redis(self) -> redis.Redis:
-        return redis.Redis.from_url(
-            resolve_redis_url(self.settings), socket_timeout=10, socket_connect_timeout=5,
-            health_check_interval=25,
-        )  # fmt: skip
+        return redis_client(self.settings, socket_timeout=10, socket_connect_timeout=5,
+                            health_check_interval=25)  # fmt: skip
 
     @cached_property
     def intercom_limiter(self) -> RateLimiter:

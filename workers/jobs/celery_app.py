@@ -17,7 +17,7 @@ from celery.signals import beat_init, celeryd_init, setup_logging
 from kombu import Exchange, Queue
 
 from workers.jobs import routing
-from workers.jobs.connection import resolve_redis_url
+from workers.jobs.connection import celery_redis_options
 from workers.jobs.logs import configure_logging
 from workers.jobs.observability import init_sentry
 from workers.jobs.startup import settings_or_exit
@@ -72,7 +72,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     visibility timeout well above every time limit and retry countdown so that Redis never
     hands a job that is still running to a second worker.
     """
-    url = resolve_redis_url(settings)
     hard = settings.TASK_TIME_LIMIT
     # The visibility timeout against the time limit and backoff cap is a cross-field rule of
     # the settings themselves (workers/settings.py): every process refuses to start without it.
@@ -83,8 +82,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "health_check_interval": 25,
     }
     return {
-        "broker_url": url,
-        "broker_transport_options": transport,
+        # broker_url, broker_transport_options and redbeat's store (Sentinel aware)
+        **celery_redis_options(settings, transport),
         "broker_connection_retry_on_startup": True,
         "result_backend": None,
         "task_ignore_result": True,
@@ -119,8 +118,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_soft_shutdown_timeout": settings.WORKER_SHUTDOWN_TIMEOUT,
         "include": list(TASK_MODULES),
         "beat_schedule": beat_schedule(settings),
-        "beat_scheduler": "redbeat.RedBeatScheduler",
-        "redbeat_redis_url": url,
+        # redbeat's scheduler, riding out a Redis failover (workers/jobs/beat.py)
+        "beat_scheduler": "workers.jobs.beat:FailoverScheduler",
         "redbeat_key_prefix": "intercom-sync:redbeat",
         # One beat per deployment: the second beat waits for this lock; it expires this many
         # seconds after its holder dies, so a crashed beat is replaced within that time.

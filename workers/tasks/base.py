@@ -34,8 +34,10 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import redis
+from billiard.einfo import ExceptionInfo
 from celery import Task
 from celery.exceptions import Reject, Retry, SoftTimeLimitExceeded
+from celery.signals import task_retry
 
 from workers.clients.services import FeatureOff, Services, get_services
 from workers.jobs import metrics, routing
@@ -99,6 +101,25 @@ class SyncTask(Task):
     # The policy in run_with_policy counts retries (TASK_MAX_RETRIES, more for rate limits);
     # Celery's own default of 3 would otherwise drop a job on its fourth retry.
     max_retries = None
+
+
+@task_retry.connect
+def _drop_traceback_copy(einfo: ExceptionInfo | None = None, **_: Any) -> None:
+    """Free the copy of the traceback Celery makes for every retry, at once.
+
+    Celery's tracer wraps each retry in a billiard ``ExceptionInfo`` whose ``tb`` copies every
+    frame of the traceback, and on Python 3.11+ each frame's code positions too
+    (``list(code.co_positions())``: a 4-tuple of ints per bytecode instruction, about 4,000 of
+    them and half a megabyte for the frames of one retry). The copy sits in a reference cycle (the
+    retry's traceback holds the tracer's frame, which is still running and holds the
+    ``ExceptionInfo``), so it lives until Python's rare full garbage collection; a pool
+    process that retries hundreds of jobs a minute (a backlog waiting for Intercom budget)
+    piles up a hundred megabytes of it, and CPython keeps the grown arenas afterwards. Nothing
+    reads ``tb`` after this signal: the main process logs the retry from the text traceback
+    (``einfo.traceback``) and the exception, which stay.
+    """
+    if einfo is not None:
+        einfo.tb = None
 
 
 def _delivery_count(services: Services, key: str) -> int:
