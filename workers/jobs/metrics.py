@@ -117,8 +117,9 @@ WEBHOOK_DURATION = Histogram(
 )
 TASKS = Counter(
     "intercom_sync_tasks_total",
-    "Task runs, by task and outcome: succeeded, retried, parked (dead-letter store) or "
-    "requeued (Redis unreachable, the message goes back to its queue).",
+    "Task runs, by task and outcome: succeeded, retried, parked (dead-letter store), "
+    "requeued (Redis unreachable, the message goes back to its queue) or dropped (its "
+    "feature is switched off).",
     ["task", "outcome"],
     registry=None,
 )

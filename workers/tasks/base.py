@@ -185,6 +185,7 @@ def run_with_policy(task: Task, name: str, fn: Callable[..., Any], args: tuple[A
         # switching a feature off is a choice, not a failure to park for an operator.
         _forget_deliveries(services, delivery_key)
         log_event(logger, "task.dropped", logging.INFO, reason=str(exc), **fields)
+        metrics.task_finished(name, "dropped")
         return None
     except Exception as exc:
         _forget_deliveries(services, delivery_key)
