@@ -2,6 +2,11 @@
 
 It imports the Celery app handle and settings from :mod:`workers`, never task code: jobs are
 enqueued by their stable names.
+
+The package itself imports nothing heavy: gunicorn's master loads ``app.gunicorn_conf`` (and so
+this package) before the gevent worker monkey-patches the standard library, and whatever is
+imported before that patch keeps blocking sockets and unpatched ``ssl``. ``create_app`` imports
+Flask, Redis, Celery and the rest when a worker calls it, after the patch.
 """
 
 from __future__ import annotations
@@ -10,18 +15,14 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import redis
-from celery import Celery
-from flask import Flask, Response, g
-from werkzeug.exceptions import HTTPException
+if TYPE_CHECKING:
+    import redis
+    from celery import Celery
+    from flask import Flask
 
-from app.health import bp as health_bp
-from app.state import ReceiverState
-from app.webhooks import bp as webhooks_bp
-from workers.jobs.logs import configure_logging, log_event
-from workers.jobs.observability import init_sentry
-from workers.settings import Settings, get_settings
+    from workers.settings import Settings
 
 logger = logging.getLogger("intercom_sync.receiver")
 
@@ -34,6 +35,16 @@ def create_app(
     clock: Callable[[], float] = time.time,
 ) -> Flask:
     """Build the receiver. Arguments default to the environment's settings and Celery handle."""
+    from flask import Flask, Response, g
+    from werkzeug.exceptions import HTTPException
+
+    from app.health import bp as health_bp
+    from app.state import ReceiverState
+    from app.webhooks import bp as webhooks_bp
+    from workers.jobs.logs import configure_logging, log_event
+    from workers.jobs.observability import init_sentry
+    from workers.settings import get_settings
+
     if settings is None:
         settings = get_settings()
         configure_logging(settings.LOG_LEVEL, settings.LOG_FORMAT)

@@ -7,6 +7,7 @@ copied: the vendors add fields over time, and the tasks re-read current state fr
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
@@ -52,6 +53,33 @@ class _NotificationData(fields.Field):
         return {"item": {"type": item_type, "id": item_id}}
 
 
+class _Timestamp(fields.Field):
+    """A time Intercom gives as Unix seconds (an int, a float or digits) or an ISO 8601 string.
+
+    Returned as Unix seconds, or ``None`` when absent or unreadable: a timestamp only decides
+    whether a notification is too old to trust its de-duplication, and a format Intercom may
+    add later must not make a delivery fail.
+    """
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, bool):
+            return None
+        if isinstance(value, int | float):
+            return float(value)
+        if not isinstance(value, str) or len(value) > 64:
+            return None
+        text = value.strip()
+        if text.isdigit():
+            return float(text)
+        try:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        if parsed.tzinfo is None:
+            return None
+        return parsed.timestamp()
+
+
 class IntercomNotification(Schema):
     """The ``notification_event`` envelope Intercom posts (DESIGN §4).
 
@@ -68,6 +96,8 @@ class IntercomNotification(Schema):
         required=True, validate=validate.Regexp(r"^[a-z_]+(\.[a-z_]+)*\Z")
     )
     data = _NotificationData(required=True)
+    created_at = _Timestamp(load_default=None, allow_none=True)
+    first_sent_at = _Timestamp(load_default=None, allow_none=True)
 
     @validates_schema
     def _item_id_for_routed_topics(self, data: dict[str, Any], **_: Any) -> None:
@@ -77,14 +107,23 @@ class IntercomNotification(Schema):
 
 
 class SanityBody(Schema):
-    """A Sanity webhook body: whatever the projection holds; ``_id`` is used when present."""
+    """A Sanity webhook body, projected as ``{_id, "operation": delta::operation()}``.
+
+    Both come from the signed body, so a captured request cannot be replayed for another
+    document or operation by changing headers. ``operation`` is optional: older projections
+    (``{_id}``) fall back to the ``sanity-operation`` header.
+    """
 
     class Meta:
         unknown = EXCLUDE
 
     document_id = fields.String(
-        data_key="_id", load_default=None, allow_none=True, validate=validate.Regexp(SANITY_ID)
+        data_key="_id", required=True, validate=validate.Regexp(SANITY_ID)
     )
+    operation = fields.String(
+        load_default=None, allow_none=True,
+        validate=validate.OneOf(["create", "update", "delete"]),
+    )  # fmt: skip
 
 
 def first_error(messages: dict[str, Any] | list[Any] | str, prefix: str = "") -> str:

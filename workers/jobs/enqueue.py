@@ -29,15 +29,21 @@ from workers.jobs import routing
 
 DEDUP_PREFIX = "intercom-sync:dedup:"
 
-# KEYS[1] de-duplication key, KEYS[2] queue list; ARGV: task id, ttl seconds, message.
-# The push comes before the SET: if Redis refused the SET (out of memory) after the push, the
+# KEYS[1] queue list, KEYS[2..] de-duplication keys; ARGV[1] task id, ARGV[2] message,
+# ARGV[3..] each key's time to live in seconds. Any existing key makes the delivery a duplicate
+# (answered with the task id it holds); otherwise the job and every key are written together.
+# The push comes before the SETs: if Redis refused a SET (out of memory) after the push, the
 # worst outcome is a job without a key (a later duplicate runs an idempotent task twice), never
 # a key without its job.
 _DEDUP_ENQUEUE = """
-local existing = redis.call('GET', KEYS[1])
-if existing then return {0, existing} end
-redis.call('LPUSH', KEYS[2], ARGV[3])
-redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2]))
+for i = 2, #KEYS do
+  local existing = redis.call('GET', KEYS[i])
+  if existing then return {0, existing} end
+end
+redis.call('LPUSH', KEYS[1], ARGV[2])
+for i = 2, #KEYS do
+  redis.call('SET', KEYS[i], ARGV[1], 'EX', tonumber(ARGV[i + 1]))
+end
 return {1, ARGV[1]}
 """
 
@@ -103,20 +109,35 @@ class Enqueuer:
         return json.dumps(envelope, separators=(",", ":")).encode()
 
     def enqueue(
-        self, task_name: str, args: tuple[Any, ...], dedup_key: str | None = None
+        self,
+        task_name: str,
+        args: tuple[Any, ...],
+        dedup_key: str | None = None,
+        *,
+        also_once: tuple[str, int] | None = None,
     ) -> Enqueued:
         """Push one job; with ``dedup_key``, only if that key was not seen within the TTL.
 
-        Raises ``redis.RedisError`` when Redis cannot take the job: the caller answers 503.
+        ``also_once`` is a second ``(key, ttl seconds)`` that makes a delivery a duplicate too
+        (a Sanity signature, accepted once within its tolerance window whatever its idempotency
+        key); it is checked and recorded in the same script, so two racing deliveries cannot
+        both get in. Raises ``redis.RedisError`` when Redis cannot take the job: the caller
+        answers 503.
         """
         task_id = str(uuid.uuid4())
         message = self.build_message(task_name, args, task_id)
         queue = routing.queue_for(task_name)
-        if dedup_key is None:
+        keys = [queue]
+        ttls: list[int] = []
+        if dedup_key is not None:
+            keys.append(DEDUP_PREFIX + dedup_key)
+            ttls.append(self._dedup_ttl)
+        if also_once is not None:
+            keys.append(DEDUP_PREFIX + also_once[0])
+            ttls.append(also_once[1])
+        if len(keys) == 1:
             self._client.lpush(queue, message)
             return Enqueued(True, task_id, task_name)
-        queued, stored_id = self._script(
-            keys=[DEDUP_PREFIX + dedup_key, queue], args=[task_id, self._dedup_ttl, message]
-        )
+        queued, stored_id = self._script(keys=keys, args=[task_id, message, *ttls])
         stored = stored_id.decode() if isinstance(stored_id, bytes) else str(stored_id)
         return Enqueued(bool(queued), stored, task_name)

@@ -15,10 +15,12 @@ from app.schemas import INTERCOM_ID, SANITY_ID
 from app.signatures import intercom_signature, sanity_signature_header
 from tests.conftest import make_settings
 from tests.jobs import queued_jobs
+from tests.unit.app.test_receiver import FEATURES_ON
 from workers.jobs.celery_app import configure_celery
 
 NOW = 1_763_712_000.0
-_settings = make_settings(INTERCOM_CLIENT_SECRET="fuzz-i", SANITY_WEBHOOK_SECRET="fuzz-s")
+_settings = make_settings(INTERCOM_CLIENT_SECRET="fuzz-i", SANITY_WEBHOOK_SECRET="fuzz-s",
+                          **FEATURES_ON)  # fmt: skip
 _celery = configure_celery(Celery("fuzz"), _settings)
 _fake = fakeredis.FakeRedis()
 CLIENT = create_app(_settings, celery_app=_celery, redis_client=_fake,
