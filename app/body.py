@@ -94,6 +94,15 @@ def read_body(environ: dict[str, Any], max_bytes: int, timeout_s: float) -> byte
     except _Timeout:
         raise BodyError(408, "request_timeout",
                         f"body not received within {timeout_s:g} s") from None  # fmt: skip
+    except OSError:
+        # gunicorn's NoMoreData, a reset: the client went away before sending all it announced.
+        raise BodyError(400, "invalid_body", "body ended before its announced length") from None
+    except Exception as exc:
+        if type(exc).__module__ != "gunicorn.http.errors":
+            raise
+        # A malformed chunked encoding, found by gunicorn while the body is read.
+        raise BodyError(400, "invalid_body",
+                        f"body framing is invalid ({type(exc).__name__})") from None  # fmt: skip
     return b"".join(chunks)
 
 
