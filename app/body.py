@@ -35,6 +35,23 @@ class _Timeout(Exception):
     pass
 
 
+_gevent_socket: bool | None = None
+
+
+def _gevent_patched() -> bool:
+    """Whether gevent has patched ``socket`` in this process (gunicorn's gevent worker does so
+    before it loads the app, so the first answer holds for the process's life)."""
+    global _gevent_socket
+    if _gevent_socket is None:
+        try:
+            from gevent import monkey
+        except ImportError:  # pragma: no cover - gevent is a dependency
+            _gevent_socket = False
+        else:
+            _gevent_socket = monkey.is_module_patched("socket")
+    return _gevent_socket
+
+
 @contextmanager
 def _deadline(environ: dict[str, Any], seconds: float) -> Iterator[None]:
     """Raise :class:`_Timeout` when the block takes longer than ``seconds`` in total.
@@ -43,11 +60,9 @@ def _deadline(environ: dict[str, Any], seconds: float) -> Iterator[None]:
     sends one byte every second still runs out of time. Elsewhere (tests, another server) each
     socket read gets the timeout instead, which bounds a stalled client but not a dribbling one.
     """
-    try:
-        from gevent import Timeout, monkey
-    except ImportError:  # pragma: no cover - gevent is a dependency
-        Timeout, monkey = None, None
-    if monkey is not None and monkey.is_module_patched("socket"):
+    if _gevent_patched():
+        from gevent import Timeout
+
         with Timeout(seconds, _Timeout):
             yield
         return
@@ -78,19 +93,26 @@ def read_body(environ: dict[str, Any], max_bytes: int, timeout_s: float) -> byte
             raise BodyError(400, "invalid_header", "Content-Length is not a number") from None
         if length > max_bytes:
             raise _too_large(max_bytes)
-    stream = get_input_stream(environ, max_content_length=None)
     chunks: list[bytes] = []
     total = 0
     try:
         with _deadline(environ, timeout_s):
-            while True:
-                chunk = stream.read(min(_CHUNK, max_bytes + 1 - total))
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                total += len(chunk)
-                if total > max_bytes:
-                    raise _too_large(max_bytes)
+            if declared:
+                # The common case: one read of the announced length (the server's reader stops
+                # there; the deadline covers a client that sends it a byte at a time).
+                chunks.append(environ["wsgi.input"].read(length))
+                if len(chunks[0]) < length:
+                    raise OSError("body ended before its announced length")
+            else:
+                stream = get_input_stream(environ, max_content_length=None)
+                while True:
+                    chunk = stream.read(min(_CHUNK, max_bytes + 1 - total))
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+                    total += len(chunk)
+                    if total > max_bytes:
+                        raise _too_large(max_bytes)
     except _Timeout:
         raise BodyError(408, "request_timeout",
                         f"body not received within {timeout_s:g} s") from None  # fmt: skip
