@@ -144,8 +144,8 @@ def _stale(event: dict[str, Any]) -> str | None:
     """Why a notification is too old to accept, or None.
 
     Its de-duplication key lives ``DEDUP_TTL_SECONDS``; an older notification could have been
-    accepted once already and forgotten, so accepting it again could run its job twice. Its most
-    recent time (``first_sent_at``, else ``created_at``) is what counts.
+    accepted once already and forgotten, so accepting it again could run its job twice. The more
+    recent of ``first_sent_at`` and ``created_at`` counts (an old event first sent now is new).
     """
     stamps = [t for t in (event.get("first_sent_at"), event.get("created_at")) if t is not None]
     if not stamps:
