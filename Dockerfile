@@ -22,4 +22,5 @@ RUN useradd --create-home --uid 10001 intercom-sync
 USER intercom-sync
 WORKDIR /home/intercom-sync
 EXPOSE 8000
-CMD ["gunicorn", "--config", "python:app.gunicorn_config", "--timeout", "30", "--graceful-timeout", "20", "--keep-alive", "5", "app:create_app()"]
+# The Procfile's web line (workers/ops/processes.py); server settings live in app/gunicorn_conf.py.
+CMD ["gunicorn", "--config", "python:app.gunicorn_conf", "app:create_app()"]

@@ -2,6 +2,11 @@
 
 It imports the Celery app handle and settings from :mod:`workers`, never task code: jobs are
 enqueued by their stable names.
+
+The package itself imports nothing heavy: gunicorn's master loads ``app.gunicorn_conf`` (and so
+this package) before the gevent worker monkey-patches the standard library, and whatever is
+imported before that patch keeps blocking sockets and unpatched ``ssl``. ``create_app`` imports
+Flask, Redis, Celery and the rest when a worker calls it, after the patch.
 """
 
 from __future__ import annotations
@@ -10,20 +15,14 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import redis
-from celery import Celery
-from flask import Flask, Response, g, request
-from werkzeug.exceptions import HTTPException
+if TYPE_CHECKING:
+    import redis
+    from celery import Celery
+    from flask import Flask
 
-from app.boot import receiver_settings
-from app.health import bp as health_bp
-from app.state import ReceiverState
-from app.webhooks import bp as webhooks_bp
-from workers.jobs import metrics
-from workers.jobs.logs import configure_logging, log_event
-from workers.jobs.observability import init_sentry
-from workers.settings import Settings
+    from workers.settings import Settings
 
 logger = logging.getLogger("intercom_sync.receiver")
 
@@ -36,6 +35,17 @@ def create_app(
     clock: Callable[[], float] = time.time,
 ) -> Flask:
     """Build the receiver. Arguments default to the environment's settings and Celery handle."""
+    from flask import Flask, Response, g, request
+    from werkzeug.exceptions import HTTPException
+
+    from app.boot import receiver_settings
+    from app.health import bp as health_bp
+    from app.state import ReceiverState
+    from app.webhooks import bp as webhooks_bp
+    from workers.jobs import metrics
+    from workers.jobs.logs import configure_logging, log_event
+    from workers.jobs.observability import init_sentry
+
     if settings is None:
         # Refuse to boot on a bad setting or without Redis: one line, and gunicorn stops,
         # rather than a receiver that answers every webhook with an error.
@@ -61,9 +71,10 @@ def create_app(
     def _http_error(exc: HTTPException) -> Response:
         body = {"error": (exc.name or "error").lower().replace(" ", "_"),
                 "reason": exc.description}  # fmt: skip
-        if exc.code == 413:
-            body["reason"] = f"body larger than {settings.WEBHOOK_MAX_BODY_BYTES} bytes"
-        _count_webhook("too_large" if exc.code == 413 else body["error"])
+        if exc.code == 413:  # the word the body reader answers with too (app/body.py)
+            body = {"error": "too_large",
+                    "reason": f"body larger than {settings.WEBHOOK_MAX_BODY_BYTES} bytes"}
+        _count_webhook(body["error"])
         return Response(json.dumps(body), status=exc.code or 500, mimetype="application/json")
 
     @flask_app.errorhandler(Exception)

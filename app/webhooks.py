@@ -16,8 +16,9 @@ import redis
 from flask import Blueprint, Response, current_app, g, request
 from marshmallow import ValidationError
 
-from app.schemas import SANITY_ID, IntercomNotification, SanityBody, first_error
-from app.signatures import verify_intercom, verify_sanity
+from app.body import BodyError, parse_object, read_body
+from app.schemas import IntercomNotification, SanityBody, first_error
+from app.signatures import SANITY_FUTURE_TOLERANCE_MS, verify_intercom, verify_sanity
 from app.state import ReceiverState
 from workers.jobs import metrics, routing
 from workers.jobs.logs import log_event
@@ -38,6 +39,15 @@ SANITY_OPERATIONS = {
     "create": routing.ARTICLES_SYNC,
     "update": routing.ARTICLES_SYNC,
     "delete": routing.ARTICLES_DELETE,
+}
+
+# The feature (``Settings.FEATURES``) whose workers run each task: a webhook for a feature that
+# is switched off is answered ``200 ignored`` with the missing variables, and nothing is queued.
+TASK_FEATURES = {
+    routing.CONVERSATIONS_TAG: "tagging",
+    routing.CONTACTS_ENRICH: "enrichment",
+    routing.ARTICLES_SYNC: "articles",
+    routing.ARTICLES_DELETE: "articles",
 }
 
 _intercom_schema = IntercomNotification()
@@ -82,10 +92,21 @@ def _disabled(source: str, feature: str) -> Response | None:
     )
 
 
+def _switched_off(task_name: str, **log_fields: Any) -> Response | None:
+    """``200 ignored`` naming the missing variables when ``task_name``'s feature is off."""
+    feature = TASK_FEATURES[task_name]
+    missing = _state().settings.missing(feature)
+    if not missing:
+        return None
+    return reply(200, {"status": "ignored",
+                       "reason": f"{feature} is off: set {', '.join(missing)}"},
+                 task=task_name, **log_fields)  # fmt: skip
+
+
 def _enqueue(task_name: str, args: tuple[str, ...], dedup_key: str | None,
-             **log_fields: Any) -> Response:
+             also_once: tuple[str, int] | None = None, **log_fields: Any) -> Response:
     try:
-        result = _state().enqueuer().enqueue(task_name, args, dedup_key)
+        result = _state().enqueuer().enqueue(task_name, args, dedup_key, also_once=also_once)
     except redis.RedisError as exc:
         return reply(
             503,
@@ -103,23 +124,40 @@ def _enqueue(task_name: str, args: tuple[str, ...], dedup_key: str | None,
     )  # fmt: skip
 
 
-class _BadBody(Exception):
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
+def _body(source: str) -> bytes | Response:
+    """The raw body, bounded in size and read time, or the JSON answer refusing it."""
+    settings = _state().settings
+    try:
+        return read_body(request.environ, settings.WEBHOOK_MAX_BODY_BYTES,
+                         settings.WEBHOOK_BODY_TIMEOUT_SECONDS)  # fmt: skip
+    except BodyError as bad:
+        return reply(bad.status, {"error": bad.error, "reason": bad.reason}, source=source)
 
 
 def _load(raw: bytes, schema: Any) -> dict[str, Any]:
-    """The verified body as a validated JSON object; :class:`_BadBody` names what is wrong."""
-    try:
-        payload = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        payload = None
-    if not isinstance(payload, dict):
-        raise _BadBody("body is not a JSON object")
+    """The verified body as a validated JSON object; :class:`BodyError` names what is wrong."""
+    payload = parse_object(raw, _state().settings.WEBHOOK_MAX_JSON_DEPTH)
     try:
         return schema.load(payload)
     except ValidationError as exc:
-        raise _BadBody(first_error(exc.messages)) from None
+        raise BodyError(400, "invalid_body", first_error(exc.messages)) from None
+
+
+def _stale(event: dict[str, Any]) -> str | None:
+    """Why a notification is too old to accept, or None.
+
+    Its de-duplication key lives ``DEDUP_TTL_SECONDS``; an older notification could have been
+    accepted once already and forgotten, so accepting it again could run its job twice. The more
+    recent of ``first_sent_at`` and ``created_at`` counts (an old event first sent now is new).
+    """
+    stamps = [t for t in (event.get("first_sent_at"), event.get("created_at")) if t is not None]
+    if not stamps:
+        return None
+    ttl = _state().settings.DEDUP_TTL_SECONDS
+    age = _state().now_ms() / 1000 - max(stamps)
+    if age <= ttl:
+        return None
+    return f"notification is {int(age)} s old, older than the {ttl} s de-duplication window"
 
 
 @bp.route("/webhooks/intercom", methods=["POST", "HEAD"])
@@ -130,7 +168,9 @@ def intercom() -> Response:
     refused = _disabled("intercom", "intercom_webhooks")
     if refused:
         return refused
-    raw = request.get_data(cache=False)
+    raw = _body("intercom")
+    if isinstance(raw, Response):
+        return raw
     if not verify_intercom(raw, request.headers.get("X-Hub-Signature"),
                            _state().settings.INTERCOM_CLIENT_SECRET):
         return reply(401, {"error": "invalid_signature",
@@ -138,8 +178,8 @@ def intercom() -> Response:
                      source="intercom")  # fmt: skip
     try:
         event = _load(raw, _intercom_schema)
-    except _BadBody as bad:
-        return reply(400, {"error": "invalid_body", "reason": bad.reason}, source="intercom")
+    except BodyError as bad:
+        return reply(bad.status, {"error": bad.error, "reason": bad.reason}, source="intercom")
     topic, notification_id = event["topic"], event["id"]
     item_id = event["data"]["item"].get("id")
     fields = {"source": "intercom", "topic": topic, "notification_id": notification_id,
@@ -150,6 +190,12 @@ def intercom() -> Response:
     if task_name is None:
         return reply(200, {"status": "ignored", "reason": f"no handler for topic {topic}"},
                      **fields)  # fmt: skip
+    stale = _stale(event)
+    if stale:
+        return reply(200, {"status": "ignored", "reason": stale}, **fields)
+    off = _switched_off(task_name, **fields)
+    if off:
+        return off
     dedup = f"intercom:{notification_id}" if notification_id else None
     return _enqueue(task_name, (item_id,), dedup, **fields)
 
@@ -160,10 +206,13 @@ def sanity() -> Response:
     if refused:
         return refused
     settings = _state().settings
-    raw = request.get_data(cache=False)
+    raw = _body("sanity")
+    if isinstance(raw, Response):
+        return raw
+    signature = request.headers.get("sanity-webhook-signature")
     verdict = verify_sanity(
         raw,
-        request.headers.get("sanity-webhook-signature"),
+        signature,
         settings.SANITY_WEBHOOK_SECRET,
         now_ms=_state().now_ms(),
         tolerance_s=settings.SANITY_WEBHOOK_TOLERANCE_SECONDS,
@@ -173,17 +222,20 @@ def sanity() -> Response:
                      source="sanity")  # fmt: skip
     try:
         body = _load(raw, _sanity_schema)
-    except _BadBody as bad:
-        return reply(400, {"error": "invalid_body", "reason": bad.reason}, source="sanity")
+    except BodyError as bad:
+        return reply(bad.status, {"error": bad.error, "reason": bad.reason}, source="sanity")
     headers = request.headers
-    document_id = headers.get("sanity-document-id") or body.get("document_id")
-    operation = (headers.get("sanity-operation") or "update").lower()
+    # The signature covers the body only: what routes the job (document, operation) comes from
+    # the body, and a header that says otherwise is a replay with altered headers.
+    document_id = body["document_id"]
+    operation = (body.get("operation") or headers.get("sanity-operation") or "update").lower()
     key = headers.get("idempotency-key")
     fields = {"source": "sanity", "operation": operation, "document_id": document_id,
               "transaction_id": headers.get("sanity-transaction-id")}  # fmt: skip
-    if not document_id or not SANITY_ID.fullmatch(document_id):
-        return reply(400, {"error": "invalid_body",
-                           "reason": "no valid document id in sanity-document-id or _id"},
+    header_id = headers.get("sanity-document-id")
+    if header_id is not None and header_id != document_id:
+        return reply(400, {"error": "invalid_header",
+                           "reason": "sanity-document-id does not match the signed body's _id"},
                      **fields)  # fmt: skip
     if operation not in SANITY_OPERATIONS:
         return reply(400, {"error": "invalid_operation",
@@ -199,5 +251,13 @@ def sanity() -> Response:
     if settings.SANITY_DATASET and dataset and dataset != settings.SANITY_DATASET:
         return reply(200, {"status": "ignored", "reason": f"dataset {dataset} is not synced"},
                      **fields)  # fmt: skip
+    task_name = SANITY_OPERATIONS[operation]
+    off = _switched_off(task_name, **fields)
+    if off:
+        return off
     dedup = f"sanity:{key}" if key else None
-    return _enqueue(SANITY_OPERATIONS[operation], (document_id,), dedup, **fields)
+    # A signature is accepted once while it could verify (tolerance past, five minutes ahead),
+    # whatever idempotency key comes with it.
+    window = settings.SANITY_WEBHOOK_TOLERANCE_SECONDS + SANITY_FUTURE_TOLERANCE_MS // 1000
+    once = (f"sanity-signature:{signature}", window)
+    return _enqueue(task_name, (document_id,), dedup, once, **fields)

@@ -101,6 +101,21 @@ def base_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def features_on(directory: Path) -> dict[str, str]:
+    """Settings that switch on every feature the receiver routes to (tagging, enrichment,
+    article sync): without them it answers those webhooks ``200 ignored``. The APIs point at a
+    closed loopback port and the rules file (written into ``directory``) is minimal; a test that
+    needs the vendors passes its fakes' settings after these."""
+    rules = directory / "receiver-rules.yml"
+    rules.write_text("rules:\n  - tag: billing\n    when:\n      text_any: [refund]\n")
+    closed = "http://127.0.0.1:9"
+    return {"INTERCOM_ACCESS_TOKEN": "tok-test", "INTERCOM_ADMIN_ID": "991",
+            "RULES_PATH": str(rules), "INTERCOM_AUTHOR_ID": "991",
+            "INTERCOM_DEFAULT_COLLECTION_ID": "17", "SANITY_PROJECT_ID": "proj",
+            "SANITY_DATASET": "production", "SANITY_TOKEN": "sk-test",
+            "INTERCOM_API_BASE": closed, "SANITY_API_BASE": closed}  # fmt: skip
+
+
 def probe_env(**extra: str) -> dict[str, str]:
     """``base_env`` for workers that load ``tests.probe_tasks`` (``celery`` does not put the
     working directory on sys.path)."""

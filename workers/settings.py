@@ -295,6 +295,10 @@ class _Env(Schema):
         load_default=1024 * 1024, validate=validate.Range(min=1024, max=64 * 1024 * 1024)
     )
     DEDUP_TTL_SECONDS = mf.Integer(load_default=86400, validate=validate.Range(min=60))
+    WEBHOOK_BODY_TIMEOUT_SECONDS = mf.Float(
+        load_default=5.0, validate=validate.Range(min=0.1, max=60)
+    )
+    WEBHOOK_MAX_JSON_DEPTH = mf.Integer(load_default=64, validate=validate.Range(min=4, max=512))
     BROKER_VISIBILITY_TIMEOUT = mf.Integer(load_default=3600, validate=validate.Range(min=60))
     TASK_TIME_LIMIT = mf.Integer(load_default=300, validate=validate.Range(min=5))
     TASK_MAX_RETRIES = mf.Integer(load_default=8, validate=validate.Range(min=0, max=50))
@@ -373,6 +377,8 @@ class Settings:
     LOG_FORMAT: str
     WEBHOOK_MAX_BODY_BYTES: int
     DEDUP_TTL_SECONDS: int
+    WEBHOOK_BODY_TIMEOUT_SECONDS: float
+    WEBHOOK_MAX_JSON_DEPTH: int
     BROKER_VISIBILITY_TIMEOUT: int
     TASK_TIME_LIMIT: int
     TASK_MAX_RETRIES: int

@@ -23,7 +23,15 @@ from app.signatures import intercom_signature
 from tests import probe_tasks as probes
 from tests.conftest import VECTORS
 from tests.jobs import enqueuer, queued_jobs
-from tests.processes import Proc, celery_beat, celery_worker, gunicorn, probe_env, wait_for
+from tests.processes import (
+    Proc,
+    celery_beat,
+    celery_worker,
+    features_on,
+    gunicorn,
+    probe_env,
+    wait_for,
+)
 from tests.unit.articles.test_harness import Fakes, article_doc
 from workers.jobs import routing
 from workers.jobs.dead_letters import DeadLetters
@@ -108,6 +116,7 @@ def test_sigterm_puts_a_job_that_outlasts_the_window_back_on_its_queue(
 def _notification(conversation_id: str, notification_id: str) -> bytes:
     body = json.loads(NOTIFICATION.read_text())
     body["id"] = notification_id
+    body["created_at"] = body["first_sent_at"] = int(time.time())
     body["data"]["item"]["id"] = conversation_id
     return json.dumps(body).encode()
 
@@ -120,9 +129,10 @@ def _read_response(sock: socket.socket) -> bytes:
 
 
 def test_sigterm_to_gunicorn_answers_the_webhook_it_is_reading(
-    real_redis: redis.Redis, real_redis_url: str
+    real_redis: redis.Redis, real_redis_url: str, tmp_path: Path
 ) -> None:
-    env = probe_env(REDIS_URL=real_redis_url, INTERCOM_CLIENT_SECRET=INTERCOM_SECRET)
+    env = probe_env(REDIS_URL=real_redis_url, INTERCOM_CLIENT_SECRET=INTERCOM_SECRET,
+                    **features_on(tmp_path))  # fmt: skip
     port = free_port()
     body = _notification("7001", "notif_in_flight")
     head = (
@@ -147,9 +157,10 @@ def test_sigterm_to_gunicorn_answers_the_webhook_it_is_reading(
 
 
 def test_sigterm_to_gunicorn_under_load_loses_no_accepted_webhook(
-    real_redis: redis.Redis, real_redis_url: str
+    real_redis: redis.Redis, real_redis_url: str, tmp_path: Path
 ) -> None:
-    env = probe_env(REDIS_URL=real_redis_url, INTERCOM_CLIENT_SECRET=INTERCOM_SECRET)
+    env = probe_env(REDIS_URL=real_redis_url, INTERCOM_CLIENT_SECRET=INTERCOM_SECRET,
+                    **features_on(tmp_path))  # fmt: skip
     port = free_port()
     url = f"http://127.0.0.1:{port}/webhooks/intercom"
     accepted: list[str] = []

@@ -8,71 +8,43 @@ statuses come from fixed sets, and anything else is counted as ``other``.
 Gunicorn runs several receiver processes and Celery's prefork pool several task processes, so
 ``prometheus_client`` runs in its multiprocess mode: each process writes its samples to files in
 ``PROMETHEUS_MULTIPROC_DIR`` and a scrape adds the files up. The library chooses that mode when it
-is first imported, so this module sets the variable before importing it: when it is unset, the
-first process to import this module creates a private temporary directory (removed when that
-process exits) and its children inherit it. A server's main process (gunicorn's master, the
-Celery worker's main process) calls :func:`claim_directory` before it forks, so that two servers
-never add up each other's files — web and worker on one host, or a restarted server and the
-files its predecessor left (the library's docs ask for a directory wiped at every start).
+is first imported, so this module settles the directory before importing it
+(:mod:`workers.jobs.metrics_files`, which also gives each server's main process a directory of
+its own before it forks, so that two servers never add up each other's files — web and worker on
+one host, or a restarted server and the files its predecessor left: the library's docs ask for a
+directory wiped at every start).
 
 Gauges in multiprocess mode need a mode that aggregates across processes: the one gauge a
 process sets (tasks in progress) is ``livesum``, so no sample ever carries a ``pid`` label, and
-the files of processes that died are dropped (:func:`mark_dead` from the servers' hooks, and
-:func:`prune_dead` at every scrape for processes killed without a hook running). Figures that live
+the files of processes that died are dropped (``mark_dead`` from the servers' hooks, and
+``prune_dead`` at every scrape for processes killed without a hook running; both in
+:mod:`workers.jobs.metrics_files`). Figures that live
 in Redis (queue lengths, dead letters, the rate-limit budget, beat jobs' last success) are not
 recorded by processes at all: a collector reads them at scrape time (``SCRAPED`` names them).
 """
 
 from __future__ import annotations
 
-import atexit
 import functools
 import hashlib
 import hmac
 import logging
-import os
 import re
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-DIRECTORY_ENV = "PROMETHEUS_MULTIPROC_DIR"
-_owned: dict[str, int] = {}  # directories this module created → the pid that removes them
+from workers.jobs.metrics_files import (
+    directory,
+    ensure_directory,
+    prune_dead,
+)
 
-
-def _remove_at_exit(path: str) -> None:
-    """Remove ``path`` when the process that created it exits. Forked children (gunicorn's
-    workers exit through ``sys.exit``) run inherited exit handlers too: the pid guard keeps
-    them from deleting the directory their siblings still write to."""
-    owner = _owned[path] = os.getpid()
-
-    def remove() -> None:
-        if os.getpid() == owner:
-            shutil.rmtree(path, ignore_errors=True)
-
-    atexit.register(remove)
-
-
-def _ensure_directory() -> None:
-    path = os.environ.get(DIRECTORY_ENV)
-    if not path:
-        path = tempfile.mkdtemp(prefix="intercom-sync-metrics-")
-        os.environ[DIRECTORY_ENV] = path
-        _remove_at_exit(path)
-    else:
-        # A set but missing directory is created; one that cannot be is reported by the
-        # settings check, in one line naming the variable (workers.settings).
-        with suppress(OSError):
-            os.makedirs(path, exist_ok=True)
-
-
-_ensure_directory()
+ensure_directory()
 
 # Imported after the directory is settled: the library picks multiprocess mode at import.
 from prometheus_client import (  # noqa: E402
@@ -84,14 +56,13 @@ from prometheus_client import (  # noqa: E402
     generate_latest,
 )
 from prometheus_client import values as _values  # noqa: E402
-from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead  # noqa: E402
+from prometheus_client.multiprocess import MultiProcessCollector  # noqa: E402
 
 if not getattr(_values.ValueClass, "_multiprocess", False):
     # Something imported the library before this module settled the variable (a test helper,
     # another library): switch it to multiprocess mode now, before any metric below exists.
     _values.ValueClass = _values.get_value_class()
 
-from workers.jobs.pids import pid_alive  # noqa: E402
 from workers.settings import Secret  # noqa: E402
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -273,43 +244,6 @@ def rate_limit_exhausted(service: str) -> None:
 
 
 # --------------------------------------------------------------------------- the directory
-
-
-def directory() -> str:
-    return os.environ[DIRECTORY_ENV]
-
-
-def claim_directory(role: str) -> str:
-    """Give this server a metrics directory of its own; call it in the main process before it
-    forks (its children inherit the variable). A directory this process created at import is
-    already its own; otherwise (set by the user, or inherited) a private subdirectory is made
-    in it, removed when this process exits."""
-    current = directory()
-    if _owned.get(current) == os.getpid():
-        return current
-    os.makedirs(current, exist_ok=True)
-    path = tempfile.mkdtemp(prefix=f"intercom-sync-{role}-", dir=current)
-    os.environ[DIRECTORY_ENV] = path
-    _remove_at_exit(path)
-    return path
-
-
-def mark_dead(pid: int) -> None:
-    """Drop the live-gauge files of process ``pid`` (its counters stay: they were counted)."""
-    mark_process_dead(pid, directory())
-
-
-_LIVE_FILE = re.compile(r"^gauge_live[a-z]+_(\d+)\.db\Z")
-
-
-def prune_dead(path: str | None = None) -> None:
-    """Drop live-gauge files of processes that are gone without a hook running (SIGKILL, the
-    OOM killer), so a killed job does not stay "in progress" forever."""
-    path = path or directory()
-    for name in os.listdir(path):
-        match = _LIVE_FILE.match(name)
-        if match and not pid_alive(int(match.group(1))):
-            mark_process_dead(int(match.group(1)), path)
 
 
 # --------------------------------------------------------------------------- exposition

@@ -9,12 +9,9 @@ from __future__ import annotations
 from workers.jobs import routing
 
 # gunicorn binds to 0.0.0.0:$PORT when PORT is set and reads WEB_CONCURRENCY for its worker
-# count, which is what Procfile platforms provide. The graceful timeout lets in-flight webhooks
-# finish on SIGTERM (each takes milliseconds; Intercom waits 5 s). No access log: the receiver
-# writes one line per webhook itself, with the ids an access log cannot show.
-# The config module holds only the metrics hooks (a directory shared by the workers).
-WEB = ("gunicorn --config python:app.gunicorn_config --timeout 30 --graceful-timeout 20 "
-       "--keep-alive 5 'app:create_app()'")  # fmt: skip
+# count, which is what Procfile platforms provide. Every other server setting (gevent workers,
+# timeouts, JSON error answers, no access log) is in app/gunicorn_conf.py, which says why.
+WEB = "gunicorn --config python:app.gunicorn_conf 'app:create_app()'"
 # Concurrency comes from WORKER_CONCURRENCY through the settings (Celery's worker_concurrency).
 # REMAP_SIGTERM=SIGQUIT turns the platform's SIGTERM into Celery's soft shutdown: jobs in hand get
 # WORKER_SHUTDOWN_TIMEOUT seconds to finish and the rest are put back on their queues before the

@@ -27,7 +27,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from workers.clients.services import Services
-from workers.jobs import metrics, routing
+from workers.jobs import metrics, metrics_files, routing
 from workers.jobs.celery_app import beat_schedule
 from workers.jobs.dead_letters import INDEX as DEAD_LETTER_INDEX
 from workers.jobs.logs import log_event
@@ -138,7 +138,7 @@ def serve_worker_metrics(**_: Any) -> None:
     with ``METRICS_PORT``, listen (a port that cannot be bound stops the worker with one line)."""
     global _server
     settings = get_settings()
-    metrics.claim_directory("worker")
+    metrics_files.claim_directory("worker")
     if settings.METRICS_PORT is None:
         return
     host, port = settings.METRICS_HOST, settings.METRICS_PORT
@@ -157,4 +157,4 @@ def serve_worker_metrics(**_: Any) -> None:
 def forget_pool_process(pid: int | None = None, **_: Any) -> None:
     """A pool process is exiting (recycled or stopping): its live gauges go with it."""
     if pid is not None:
-        metrics.mark_dead(pid)
+        metrics_files.mark_dead(pid)

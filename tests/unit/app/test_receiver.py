@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import json
+import random
 from collections.abc import Callable
 
 import fakeredis
 import pytest
 from celery import Celery
 from flask.testing import FlaskClient
+from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from app import create_app
 from app.signatures import intercom_signature, sanity_signature_header
@@ -21,6 +24,12 @@ NOW = 1_763_712_000.0
 SANITY_SECRET = "whsec-local-dev"
 INTERCOM_VECTORS = load_json(VECTORS / "intercom-webhook-signatures.json")
 ALL_INTERCOM_SECRETS = ",".join(sorted({c["secret"] for c in INTERCOM_VECTORS["cases"]}))
+# Every feature the receiver routes to switched on (the receiver only checks that they are set).
+FEATURES_ON = {
+    "INTERCOM_ADMIN_ID": "991", "RULES_PATH": "rules.yml", "INTERCOM_AUTHOR_ID": "991",
+    "INTERCOM_DEFAULT_COLLECTION_ID": "17", "SANITY_PROJECT_ID": "proj",
+    "SANITY_DATASET": "production", "SANITY_TOKEN": "sk-test",
+}  # fmt: skip
 
 
 @pytest.fixture
@@ -37,6 +46,8 @@ def fake(server: fakeredis.FakeServer) -> fakeredis.FakeRedis:
 def make_client(fake: fakeredis.FakeRedis) -> Callable[..., FlaskClient]:
     def build(**overrides: str | None) -> FlaskClient:
         overrides.setdefault("INTERCOM_CLIENT_SECRET", ALL_INTERCOM_SECRETS)
+        for name, value in FEATURES_ON.items():
+            overrides.setdefault(name, value)
         settings = make_settings(**overrides)
         celery_app = configure_celery(Celery("test-receiver"), settings)
         flask_app = create_app(settings, celery_app=celery_app, redis_client=fake,
@@ -90,10 +101,51 @@ def test_sanity_publish_is_queued_once(client: FlaskClient, fake: fakeredis.Fake
     assert queued_jobs(fake) == [("articles.sync", ["article-1"])]
 
 
-def test_sanity_header_id_wins_and_delete_routes(client, fake) -> None:
-    response = sanity_post(client, {"title": "gone"}, operation="delete", document_id="doc-9")
+def test_sanity_id_and_operation_come_from_the_signed_body(client, fake) -> None:
+    response = sanity_post(client, {"_id": "doc-9", "operation": "delete"}, operation="update",
+                           document_id="doc-9")  # fmt: skip
     assert response.status_code == 202
     assert queued_jobs(fake) == [("articles.delete", ["doc-9"])]
+
+
+def test_sanity_header_id_that_disagrees_with_the_body_is_400(client, fake) -> None:
+    response = sanity_post(client, {"_id": "doc-9"}, document_id="doc-10")
+    assert response.status_code == 400
+    assert response.get_json() == {
+        "error": "invalid_header", "reason": "sanity-document-id does not match the signed "
+                                             "body's _id"}  # fmt: skip
+    assert queued_jobs(fake) == [] and fake.keys(DEDUP_PREFIX + "*") == []
+
+
+def test_sanity_id_only_in_a_header_is_400(client, fake) -> None:
+    response = sanity_post(client, {"title": "gone"}, operation="delete", document_id="doc-9")
+    assert response.status_code == 400
+    assert response.get_json()["reason"].startswith("_id")
+    assert queued_jobs(fake) == []
+
+
+def test_one_signature_replayed_with_random_headers_gives_one_job(client, fake) -> None:
+    """A captured request (body + signature) replayed 2,000 times with other headers."""
+    rng = random.Random(13)
+    raw = json.dumps({"_id": "article-1", "operation": "update"}).encode()
+    signature = sanity_signature_header(SANITY_SECRET, int(NOW * 1000), raw)
+    statuses: dict[int, int] = {}
+    for n in range(2000):
+        headers = {"sanity-webhook-signature": signature, "idempotency-key": f"k-{n}"}
+        if rng.random() < 0.5:
+            headers["sanity-document-id"] = rng.choice(["article-1", f"doc-{n}"])
+        if rng.random() < 0.5:
+            headers["sanity-operation"] = rng.choice(["create", "update", "delete"])
+        status = client.post("/webhooks/sanity", data=raw, headers=headers).status_code
+        statuses[status] = statuses.get(status, 0) + 1
+    assert queued_jobs(fake) == [("articles.sync", ["article-1"])]
+    assert statuses[202] == 1 and set(statuses) <= {200, 202, 400}, statuses
+
+
+def test_signature_key_lives_as_long_as_the_signature_verifies(client, fake) -> None:
+    sanity_post(client, {"_id": "a"}, key="k1")
+    ttls = sorted(fake.ttl(key) for key in fake.keys(DEDUP_PREFIX + "*"))
+    assert ttls == [1800 + 300, 86400]
 
 
 def test_sanity_create_and_missing_operation_sync(client, fake) -> None:
@@ -104,7 +156,11 @@ def test_sanity_create_and_missing_operation_sync(client, fake) -> None:
 
 def test_sanity_without_idempotency_key_is_still_queued(client, fake) -> None:
     assert sanity_post(client, {"_id": "a"}, key=None).status_code == 202
-    assert sanity_post(client, {"_id": "a"}, key=None).status_code == 202
+    # Signed again (a later timestamp): another delivery. The same signature is a duplicate.
+    later = int(NOW * 1000) + 1
+    assert sanity_post(client, {"_id": "a"}, key=None, stamp_ms=later).status_code == 202
+    again = sanity_post(client, {"_id": "a"}, key=None, stamp_ms=later)
+    assert again.status_code == 200 and again.get_json()["status"] == "duplicate"
     assert len(queued_jobs(fake)) == 2
 
 
@@ -171,7 +227,7 @@ def test_sanity_stale_and_future_timestamps_are_401(client) -> None:
         (b'{"_id": "../../etc"}', {}, "invalid_body"),
         (b'{"_id": "article-1\\n"}', {}, "invalid_body"),  # "$" would let a newline through
         (b'{"_id": "a"}', {"operation": "explode"}, "invalid_operation"),
-        (b'{"_id": "a"}', {"document_id": "a/b"}, "invalid_body"),
+        (b'{"_id": "a"}', {"document_id": "a/b"}, "invalid_header"),
         (b'{"_id": "a"}', {"key": "k" * 300}, "invalid_header"),
     ],
 )
@@ -195,7 +251,7 @@ def test_body_over_the_cap_is_413(make_client, fake) -> None:
     big = {"_id": "a", "pad": "x" * 4096}
     response = sanity_post(client, big)
     assert response.status_code == 413
-    assert response.get_json()["error"] == "request_entity_too_large"
+    assert response.get_json()["error"] == "too_large"
     raw = json.dumps(big).encode()
     assert intercom_post(client, raw).status_code == 413
     assert queued_jobs(fake) == []
@@ -341,3 +397,150 @@ def test_one_log_line_per_request_with_ids(client, caplog) -> None:
 def test_unknown_route_is_json_404(client) -> None:
     response = client.get("/nope")
     assert response.status_code == 404 and response.get_json()["error"] == "not_found"
+
+
+# --- hostile bodies -------------------------------------------------------------------------
+
+
+def _chunked(client: FlaskClient, path: str, raw: bytes, headers: dict[str, str]):
+    """POST ``raw`` without a Content-Length, as a chunked request reaches the app."""
+    environ = EnvironBuilder(path=path, method="POST", headers=headers,
+                             input_stream=io.BytesIO(raw)).get_environ()  # fmt: skip
+    environ.pop("CONTENT_LENGTH", None)
+    environ["wsgi.input_terminated"] = True
+    environ["HTTP_TRANSFER_ENCODING"] = "chunked"
+    app_iter, status, _headers = run_wsgi_app(client.application, environ)
+    return int(status.split()[0]), json.loads(b"".join(app_iter))
+
+
+def test_chunked_body_over_the_cap_is_413_not_cut_and_processed(make_client, fake) -> None:
+    client = make_client(WEBHOOK_MAX_BODY_BYTES="2048")
+    raw = json.dumps({"_id": "a", "pad": "x" * 4096}).encode()
+    first = raw[:2048]  # what a reader that stops at the cap would verify
+    headers = {"sanity-webhook-signature":
+               sanity_signature_header(SANITY_SECRET, int(NOW * 1000), first)}  # fmt: skip
+    status, body = _chunked(client, "/webhooks/sanity", raw, headers)
+    assert status == 413 and body["error"] == "too_large"
+    assert "2048" in body["reason"]
+    small = json.dumps({"_id": "a"}).encode()
+    headers = {"sanity-webhook-signature":
+               sanity_signature_header(SANITY_SECRET, int(NOW * 1000), small)}  # fmt: skip
+    assert _chunked(client, "/webhooks/sanity", small, headers)[0] == 202
+    assert queued_jobs(fake) == [("articles.sync", ["a"])]
+
+
+@pytest.mark.parametrize("depth", [65, 1000, 100_000])
+def test_deeply_nested_json_is_400_naming_the_problem(client, fake, depth: int) -> None:
+    raw = b'{"_id": "a", "x": ' + b"[" * depth + b"]" * depth + b"}"
+    response = sanity_post(client, raw)
+    assert response.status_code == 400
+    assert response.get_json() == {"error": "invalid_body",
+                                   "reason": "JSON nested deeper than 64 levels"}  # fmt: skip
+    nested = b'{"type": "notification_event", "x": ' + b"{\"a\": " * depth + b"1" + \
+        b"}" * depth + b"}"
+    assert intercom_post(client, nested).get_json()["reason"] == (
+        "JSON nested deeper than 64 levels")
+    assert queued_jobs(fake) == []
+
+
+def test_nesting_at_the_limit_and_brackets_inside_strings_are_accepted(client, fake) -> None:
+    raw = b'{"_id": "a", "x": ' + b"[" * 63 + b"]" * 63 + b', "t": "' + b"[" * 500 + b'"}'
+    assert sanity_post(client, raw).status_code == 202
+
+
+@pytest.mark.parametrize("escape", ["\\ud800", "\\udfff", "\\ud83d x"])
+def test_lone_surrogates_are_400(client, fake, escape: str) -> None:
+    raw = ('{"type": "notification_event", "id": "n-' + escape + '", "topic": '
+           '"conversation.user.created", "data": {"item": {"type": "conversation", '
+           '"id": "1"}}}').encode()  # fmt: skip
+    response = intercom_post(client, raw)
+    assert response.status_code == 400
+    assert "not valid Unicode" in response.get_json()["reason"]
+    sanity = ('{"_id": "a", "title": "' + escape + '"}').encode()
+    assert sanity_post(client, sanity).status_code == 400
+    assert queued_jobs(fake) == []
+
+
+def test_surrogate_pairs_are_fine(client, fake) -> None:
+    raw = b'{"_id": "a", "title": "\\ud83d\\ude00"}'
+    assert sanity_post(client, raw).status_code == 202
+
+
+def test_invalid_utf8_is_400(client) -> None:
+    response = sanity_post(client, b'{"_id": "a", "t": "\xff"}')
+    assert response.status_code == 400
+    assert response.get_json()["reason"] == "body is not valid UTF-8"
+
+
+# --- Intercom freshness ---------------------------------------------------------------------
+
+
+def _dated(created_at: object = None, first_sent_at: object = None) -> bytes:
+    body = json.loads(_notification("conversation.user.created",
+                                    {"type": "conversation", "id": "5"}))  # fmt: skip
+    if created_at is not None:
+        body["created_at"] = created_at
+    if first_sent_at is not None:
+        body["first_sent_at"] = first_sent_at
+    return json.dumps(body).encode()
+
+
+@pytest.mark.parametrize(
+    ("created_at", "first_sent_at"),
+    [
+        (int(NOW) - 400 * 86400, None),
+        (None, int(NOW) - 86401),
+        ("2024-10-17T08:00:00Z", None),
+        (str(int(NOW) - 2 * 86400), None),
+        (int(NOW) - 400 * 86400, "2025-11-20T07:59:59+00:00"),
+    ],
+)
+def test_intercom_notifications_older_than_the_dedup_window_are_ignored(
+    client, fake, created_at, first_sent_at
+) -> None:
+    response = intercom_post(client, _dated(created_at, first_sent_at))
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert body["status"] == "ignored"
+    assert "older than the 86400 s de-duplication window" in body["reason"]
+    assert queued_jobs(fake) == [] and fake.keys(DEDUP_PREFIX + "*") == []
+
+
+@pytest.mark.parametrize(
+    ("created_at", "first_sent_at"),
+    [
+        (int(NOW) - 60, int(NOW) - 30),
+        ("2025-11-21T07:59:00Z", None),  # NOW is 2025-11-21T08:00:00Z
+        (int(NOW) - 400 * 86400, int(NOW) - 60),  # an old event first sent just now
+        ("not a date", None),
+        (True, None),
+    ],
+)
+def test_fresh_or_undated_notifications_are_queued(client, fake, created_at, first_sent_at):
+    assert intercom_post(client, _dated(created_at, first_sent_at)).status_code == 202
+    assert queued_jobs(fake) == [("conversations.tag", ["5"])]
+
+
+# --- switched-off features ------------------------------------------------------------------
+
+
+def test_topic_of_a_switched_off_feature_is_ignored_naming_the_variable(make_client, fake):
+    client = make_client(RULES_PATH=None)
+    raw = _notification("conversation.user.created", {"type": "conversation", "id": "1"})
+    response = intercom_post(client, raw)
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ignored",
+                                   "reason": "tagging is off: set RULES_PATH"}  # fmt: skip
+    assert queued_jobs(fake) == [] and fake.keys(DEDUP_PREFIX + "*") == []
+    contact = _notification("contact.user.created", {"type": "contact", "id": "2"}, "n-2")
+    assert intercom_post(client, contact).status_code == 202
+    assert queued_jobs(fake) == [("contacts.enrich", ["2"])]
+
+
+def test_sanity_webhook_with_article_sync_off_is_ignored(make_client, fake) -> None:
+    client = make_client(SANITY_TOKEN=None, INTERCOM_AUTHOR_ID=None)
+    response = sanity_post(client, {"_id": "a"})
+    assert response.status_code == 200
+    assert response.get_json()["reason"] == (
+        "articles is off: set INTERCOM_AUTHOR_ID, SANITY_TOKEN")
+    assert queued_jobs(fake) == []

@@ -15,10 +15,12 @@ from app.schemas import INTERCOM_ID, SANITY_ID
 from app.signatures import intercom_signature, sanity_signature_header
 from tests.conftest import make_settings
 from tests.jobs import queued_jobs
+from tests.unit.app.test_receiver import FEATURES_ON
 from workers.jobs.celery_app import configure_celery
 
 NOW = 1_763_712_000.0
-_settings = make_settings(INTERCOM_CLIENT_SECRET="fuzz-i", SANITY_WEBHOOK_SECRET="fuzz-s")
+_settings = make_settings(INTERCOM_CLIENT_SECRET="fuzz-i", SANITY_WEBHOOK_SECRET="fuzz-s",
+                          **FEATURES_ON)  # fmt: skip
 _celery = configure_celery(Celery("fuzz"), _settings)
 _fake = fakeredis.FakeRedis()
 CLIENT = create_app(_settings, celery_app=_celery, redis_client=_fake,
@@ -105,3 +107,64 @@ def test_sanity_never_5xx(body: bytes, headers: dict[str, str], sign: bool, skew
     assert response.is_json
     for args in _taken_jobs(response.status_code):
         assert len(args) == 1 and SANITY_ID.fullmatch(args[0]), args
+
+
+# --- hostile but correctly signed bodies ----------------------------------------------------
+
+_intercom_signed = {"content-type": "application/json"}
+
+
+def _signed_intercom(raw: bytes):
+    return CLIENT.post("/webhooks/intercom", data=raw, headers={
+        **_intercom_signed, "X-Hub-Signature": intercom_signature("fuzz-i", raw)})  # fmt: skip
+
+
+@fuzz
+@given(depth=st.integers(0, 3000), opener=st.sampled_from([b"[", b'{"k":']),
+       in_string=st.booleans())  # fmt: skip
+def test_any_nesting_depth_gets_a_truthful_answer(depth: int, opener: bytes,
+                                                  in_string: bool) -> None:  # fmt: skip
+    closer = b"]" if opener == b"[" else b"}"
+    nested = opener * depth + b"1" + closer * depth
+    if in_string:  # brackets inside a string are text, not nesting
+        nested = json.dumps((opener * depth).decode()).encode()
+    raw = (b'{"type": "notification_event", "id": "n1", "topic": "contact.user.created", '
+           b'"data": {"item": {"type": "contact", "id": "7"}}, "x": ' + nested + b"}")  # fmt: skip
+    response = _signed_intercom(raw)
+    deeper = not in_string and depth + 1 > 64
+    assert response.status_code == (400 if deeper else 202), response.get_json()
+    if deeper:
+        assert response.get_json()["reason"] == "JSON nested deeper than 64 levels"
+    _taken_jobs(response.status_code)
+
+
+@fuzz
+@given(notification_id=st.text(max_size=30), title=st.text(max_size=30))
+def test_any_unicode_in_ids_and_text_is_never_5xx(notification_id: str, title: str) -> None:
+    # json.dumps writes lone surrogates as \ud800-style escapes, as a hostile sender would.
+    body = {"type": "notification_event", "id": notification_id or None, "title": title,
+            "topic": "contact.user.created", "data": {"item": {"type": "contact", "id": "7"}}}
+    response = _signed_intercom(json.dumps(body).encode())
+    text = notification_id + title
+    lone = any(0xD800 <= ord(ch) <= 0xDFFF for ch in text)
+    assert response.status_code < 500, response.get_json()
+    if lone:
+        assert response.status_code == 400
+        assert "not valid Unicode" in response.get_json()["reason"]
+    _taken_jobs(response.status_code)
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(replays=st.lists(sanity_headers, min_size=1, max_size=40))
+def test_one_sanity_signature_queues_at_most_one_job(replays: list[dict[str, str]]) -> None:
+    raw = json.dumps({"_id": "doc-1", "operation": "update"}).encode()
+    signature = sanity_signature_header("fuzz-s", int(NOW * 1000), raw)
+    accepted = 0
+    for headers in replays:
+        headers = {**headers, "sanity-webhook-signature": signature}
+        response = CLIENT.post("/webhooks/sanity", data=raw, headers=headers)
+        assert response.status_code in (200, 202, 400), response.get_json()
+        accepted += response.status_code == 202
+    jobs = queued_jobs(_fake)
+    _fake.flushdb()
+    assert accepted <= 1 and len(jobs) == accepted

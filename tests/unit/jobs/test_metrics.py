@@ -18,7 +18,7 @@ import requests
 
 from tests.conftest import REPO_ROOT
 from tests.scrape import by_labels, local, samples, value
-from workers.jobs import metrics
+from workers.jobs import metrics, metrics_files
 from workers.ops.embedded_redis import free_port
 from workers.settings import Secret
 
@@ -162,21 +162,21 @@ def test_a_live_process_in_progress_counts_until_it_dies() -> None:
         os.read(read, 1)
         running = local()
         assert value(running, "intercom_sync_tasks_in_progress", task="contacts.enrich") == 1
-        assert any(name.endswith(f"_{pid}.db") for name in os.listdir(metrics.directory()))
+        assert any(name.endswith(f"_{pid}.db") for name in os.listdir(metrics_files.directory()))
     finally:
         os.kill(pid, signal.SIGKILL)  # no hook runs: the scrape must notice by itself
         os.waitpid(pid, 0)
     assert value(local(), "intercom_sync_tasks_in_progress", task="contacts.enrich") == 0
     assert not any(name.startswith("gauge_live") and name.endswith(f"_{pid}.db")
-                   for name in os.listdir(metrics.directory()))  # fmt: skip
+                   for name in os.listdir(metrics_files.directory()))  # fmt: skip
 
 
 CLAIM = textwrap.dedent("""
     import os, sys
-    from workers.jobs import metrics
-    first = metrics.directory()
-    mine = metrics.claim_directory("web")
-    again = metrics.claim_directory("web")
+    from workers.jobs import metrics, metrics_files
+    first = metrics_files.directory()
+    mine = metrics_files.claim_directory("web")
+    again = metrics_files.claim_directory("web")
     pid = os.fork()
     if pid == 0:
         metrics.task_finished("articles.sync", "succeeded")
@@ -193,10 +193,10 @@ def _claim(env: dict[str, str]) -> list[str]:
 
 
 def test_a_server_gets_a_private_directory_inside_a_set_one(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != metrics.DIRECTORY_ENV}
+    env = {k: v for k, v in os.environ.items() if k != metrics_files.DIRECTORY_ENV}
     stale = tmp_path / "counter_1.db"
     stale.write_bytes(b"left by another server")
-    first, mine, again, current, files = _claim({**env, metrics.DIRECTORY_ENV: str(tmp_path)})
+    first, mine, again, current, files = _claim({**env, metrics_files.DIRECTORY_ENV: str(tmp_path)})
     assert first == str(tmp_path)
     assert Path(mine).parent == tmp_path and mine == again == current
     assert "counter_" in files  # the child wrote into the private directory
@@ -205,7 +205,7 @@ def test_a_server_gets_a_private_directory_inside_a_set_one(tmp_path: Path) -> N
 
 
 def test_without_the_variable_the_first_process_makes_and_removes_a_directory() -> None:
-    env = {k: v for k, v in os.environ.items() if k != metrics.DIRECTORY_ENV}
+    env = {k: v for k, v in os.environ.items() if k != metrics_files.DIRECTORY_ENV}
     first, mine, again, current, files = _claim(env)
     assert first == mine == again == current and "counter_" in files
     assert Path(first).name.startswith("intercom-sync-metrics-")
@@ -278,7 +278,7 @@ def test_a_stalled_client_does_not_block_the_endpoint() -> None:
 
 IMPORTED_FIRST = textwrap.dedent("""
     import os, prometheus_client  # before the metrics module, as another library might
-    from workers.jobs import metrics
+    from workers.jobs import metrics, metrics_files
     pid = os.fork()
     if pid == 0:
         metrics.task_finished("articles.sync", "parked")
@@ -289,7 +289,7 @@ IMPORTED_FIRST = textwrap.dedent("""
 
 
 def test_multiprocess_mode_holds_when_the_library_was_imported_first() -> None:
-    env = {k: v for k, v in os.environ.items() if k != metrics.DIRECTORY_ENV}
+    env = {k: v for k, v in os.environ.items() if k != metrics_files.DIRECTORY_ENV}
     out = subprocess.run([sys.executable, "-c", IMPORTED_FIRST], env=env, cwd=REPO_ROOT,
                          text=True, capture_output=True, timeout=60, check=True)  # fmt: skip
     got = samples(out.stdout)
