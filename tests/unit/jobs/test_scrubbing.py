@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from sentry_sdk.transport import Transport
 
 from tests.conftest import make_settings
-from workers.jobs import observability
+from workers.jobs import logs, observability
 from workers.jobs.logs import JsonFormatter, TextFormatter, scrub
 from workers.jobs.observability import init_sentry
 
@@ -225,3 +225,32 @@ def test_no_row_survives_a_sentry_event(sentry_events: list[dict[str, Any]]) -> 
     assert message_event["message"] == "enrichment failed for [email]" or (
         message_event["logentry"]["message"] == "enrichment failed for [email]")
     assert request_event["exception"]["values"][0]["type"] == "RuntimeError"
+
+
+def _scrub_without_shortcuts(text: str) -> str:
+    """Every pattern over every line, as before the substring checks that skip patterns."""
+    text = logs._EMAIL.sub("[email]", text)
+    text = logs._EMAIL_ENCODED.sub("[email]", text)
+    text = logs._AUTHORIZATION.sub(r"\1[redacted]", text)
+    text = logs._BEARER.sub(r"\1[redacted]", text)
+    text = logs._SECRETISH.sub(r"\1[redacted]", text)
+    text = logs._WORD_THEN_SECRET.sub(logs._mask_word_secret, text)
+    text = logs._BARE_TOKEN.sub("[redacted]", text)
+    text = logs._BASIC.sub(r"\1[redacted]", text)
+    return logs._PHONE.sub(logs._mask_phone, text)
+
+
+_PIECES = st.sampled_from([
+    "jane@acme.example", "q%40acme.example", "Authorization: Basic dXNlcjpwYXNz", "Bearer abc.def",
+    "token=abc123", "token abc123", "the token is invalid", "password: hunter2", "api_key=k-1",
+    "dsn=https://x@y.example/1", "sk_live_abcd1234", "task_id=6f6ecc86-8593-411e-9e96", "tok-abc",
+    "ghp_abcdefghij12", "AKIAABCDEFGHIJKLMNOP", "whsec_abcd", "eyJabcdefghi.abcdefghij.sig",
+    "+1 415 555 0100", "(415) 555-0100", "415-555-0100", "415.555.0100", "2026-12-06 06:44:07",
+    "basic plan", "Basic dXNlcjpwYXNzd29yZA==", " ", "=", ":", "status=202", "xoxb-12345678",
+])
+
+
+@given(st.lists(_PIECES | st.text(max_size=12), max_size=12))
+def test_skipping_patterns_a_line_cannot_trigger_changes_nothing(parts: list[str]) -> None:
+    text = " ".join(parts)
+    assert logs.scrub(text) == _scrub_without_shortcuts(text)
