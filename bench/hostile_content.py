@@ -172,7 +172,7 @@ def _load_error(text: str | Path) -> RulesError | None:
 
 
 def _plain_bomb(levels: int) -> str:
-    lines = ["shared:", '  - &l0 {text_any: ["lol lol lol", refund]}']
+    lines = ["anchors:", '  - &l0 {text_any: ["lol lol lol", refund]}']
     for i in range(1, levels + 1):
         lines.append(f"  - &l{i} {{any: [" + ", ".join([f"*l{i - 1}"] * 9) + "]}")
     return "\n".join([*lines, "rules:", "  - tag: boom", f"    when: *l{levels}", ""])
@@ -192,7 +192,7 @@ def bomb_rows(failures: list[str]) -> list[str]:
 
         def expand(text: str = text) -> int:
             data = yaml.load(text, Loader=yaml.SafeLoader)
-            data.pop("shared")
+            data.pop("anchors")
             return len(schema.load(data)["rules"])
 
         cpu, wall, _ = measure(expand)
