@@ -595,8 +595,16 @@ class FileSource:
         st = self.path.stat()
         return (st.st_mtime_ns, st.st_size)
 
+    # The whole file is held in memory (twice while parsing): a bound, so that a wrong path (a
+    # log, a database dump) or a runaway export cannot take the worker's memory with it.
+    MAX_BYTES = 64 * 1024 * 1024
+
     def _load(self, stamp: tuple[int, int]) -> None:
-        text = self.path.read_text(encoding="utf-8-sig")
+        with self.path.open("rb") as handle:
+            data = handle.read(self.MAX_BYTES + 1)  # bounded whatever stat said a moment ago
+        if len(data) > self.MAX_BYTES:
+            raise ValueError(f"larger than {self.MAX_BYTES} bytes")
+        text = data.decode("utf-8-sig")
         records = _parse_json(text) if self.path.suffix.lower() == ".json" else _parse_csv(text)
         self._exact = records
         self._lower = {k.lower(): v for k, v in records.items()}

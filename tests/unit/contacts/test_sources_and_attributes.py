@@ -847,3 +847,19 @@ def test_property_nothing_denied_or_over_limit_gets_through(denied, plain, known
     accounted = names | {r.attribute for r in prepared.rejected}
     for key, value in proposed.items():
         assert key in accounted or value is None
+
+
+def test_file_source_refuses_a_file_over_its_size_cap(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(FileSource, "MAX_BYTES", 64)
+    path = tmp_path / "enrichment.json"
+    path.write_text(json.dumps({"usr_" + "9" * 80: {"contact": {"tier": "gold"}}}))
+    with pytest.raises(SourceConfigError, match="larger than 64 bytes"):
+        FileSource(path)
+    path.write_text(json.dumps({"usr_1": {"contact": {"tier": "gold"}}}))
+    source = FileSource(path)
+    stat = path.stat()
+    path.write_text(json.dumps({"usr_1": {"contact": {"tier": "platinum" * 20}}}))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))
+    with caplog.at_level(logging.WARNING):
+        assert source.lookup({"external_id": "usr_1"}).contact == {"tier": "gold"}  # kept
+    assert "larger than 64 bytes" in caplog.text
