@@ -1,0 +1,145 @@
+"""The log formatters' cheap paths write exactly what the general ones write.
+
+The webhook log line is on the receiver's hot path, so the formatters format a record's time once
+per second, write numbers without the JSON encoder and skip ``Formatter.format`` for a record
+without a traceback; ``log_event`` builds its record without looking for the caller. Each is
+compared here with the straightforward version it replaces, over generated records.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+import sys
+import time
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from workers.jobs.logs import JsonFormatter, TextFormatter, log_event, scrub
+
+_RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+
+def _reference_text(record: logging.LogRecord) -> str:
+    """The text line as ``logging.Formatter`` and ``json.dumps`` write it."""
+    line = logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s").format(record)
+    extras = []
+    for key, value in record.__dict__.items():
+        if key in _RESERVED or key.startswith("_"):
+            continue
+        text = value if isinstance(value, str) else json.dumps(value, default=str)
+        extras.append(f"{key}={json.dumps(text) if (' ' in text or not text) else text}")
+    if extras:
+        head, sep, tail = line.partition("\n")
+        line = head + " " + " ".join(extras) + sep + tail
+    return scrub(line)
+
+
+def _reference_json(record: logging.LogRecord) -> dict[str, Any]:
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+    payload = {"ts": f"{stamp}.{int(record.msecs):03d}Z", "level": record.levelname,
+               "logger": record.name, "event": scrub(record.getMessage())}  # fmt: skip
+    for key, value in record.__dict__.items():
+        if key not in _RESERVED and not key.startswith("_"):
+            payload[key] = json.loads(json.dumps(value, default=str))
+    return payload
+
+
+_VALUES = (
+    st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.booleans()
+    | st.text(max_size=20)
+    | st.lists(st.integers() | st.text(max_size=5), max_size=3)
+    | st.dictionaries(st.text(max_size=5), st.integers(), max_size=2)
+)
+_KEYS = st.from_regex(r"[a-z][a-z_]{0,11}", fullmatch=True).filter(lambda k: k not in _RESERVED)
+# Seconds since the epoch from 2001 to 2100, with the fraction that gives the milliseconds.
+_CREATED = st.floats(min_value=1e9, max_value=4.1e9, allow_nan=False)
+
+
+def _record(created: float, message: str, extra: dict[str, Any]) -> logging.LogRecord:
+    record = logging.getLogger("intercom_sync.test").makeRecord(
+        "intercom_sync.test", logging.INFO, "f.py", 1, message, (), None, extra=extra)
+    record.created = created
+    record.msecs = math.floor((created - int(created)) * 1000)
+    return record
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_CREATED, min_size=1, max_size=6), st.text(max_size=30),
+       st.dictionaries(_KEYS, _VALUES, max_size=5))  # fmt: skip
+def test_text_lines_equal_the_general_formatter(times: list[float], message: str,
+                                                extra: dict[str, Any]) -> None:  # fmt: skip
+    formatter = TextFormatter()  # one formatter over records of several seconds, in any order
+    for created in times:
+        record = _record(created, message, extra)
+        assert formatter.format(record) == _reference_text(_record(created, message, extra))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_CREATED, min_size=1, max_size=6), st.text(max_size=30),
+       st.dictionaries(_KEYS, _VALUES, max_size=5))  # fmt: skip
+def test_json_lines_equal_the_general_formatter(times: list[float], message: str,
+                                                extra: dict[str, Any]) -> None:  # fmt: skip
+    formatter = JsonFormatter()
+    for created in times:
+        line = formatter.format(_record(created, message, extra))
+        expected = _reference_json(_record(created, message, extra))
+        assert json.loads(line) == json.loads(json.dumps(expected)) or _nan_equal(line, expected)
+
+
+def _nan_equal(line: str, expected: dict[str, Any]) -> bool:
+    """NaN is never equal to itself: compare the texts instead."""
+    return line == json.dumps(expected, separators=(",", ":"))
+
+
+def test_a_traceback_stays_on_the_lines_after_the_fields() -> None:
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logging.getLogger("t").makeRecord(
+            "t", logging.ERROR, "f.py", 1, "failed", (), sys.exc_info(), extra={"task_id": "t-1"})
+    line = TextFormatter().format(record)
+    first, _, rest = line.partition("\n")
+    assert first.endswith(" failed task_id=t-1")
+    assert rest.startswith("Traceback") and "ValueError: boom" in rest
+    assert line == _reference_text(record)
+
+
+def test_log_event_writes_the_fields_and_leaves_out_none() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(TextFormatter())
+    logger = logging.getLogger("intercom_sync.test.log_event")
+    logger.addHandler(handler)
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    try:
+        log_event(logger, "webhook", status=202, task_id="abc", transaction_id=None,
+                  duration_ms=1.5)  # fmt: skip
+        log_event(logger, "hidden", logging.DEBUG, status=1)
+    finally:
+        logger.removeHandler(handler)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 1
+    assert lines[0].endswith(
+        " INFO intercom_sync.test.log_event webhook status=202 task_id=abc duration_ms=1.5")
+
+
+def test_fields_of_a_record_from_another_factory_are_found_too() -> None:
+    class EarlyRecord(logging.LogRecord):
+        """Sets a field before the standard attributes, so they are not where they usually are."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self.tenant = "acme"
+            super().__init__(*args, **kwargs)
+
+    record = EarlyRecord("t", logging.INFO, "f.py", 1, "done", (), None)
+    record.__dict__.update({"task_id": "t-1"})
+    assert TextFormatter().format(record).endswith(" done tenant=acme task_id=t-1")
+    assert TextFormatter().format(record) == _reference_text(record)
