@@ -4,19 +4,19 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 
 
 def intercom_signature(secret: str, body: bytes) -> str:
     """The ``X-Hub-Signature`` value Intercom sends for ``body``."""
-    return "sha1=" + hmac.new(secret.encode(), body, hashlib.sha1).hexdigest()
+    return "sha1=" + hmac.digest(secret.encode(), body, "sha1").hex()
 
 
 def sanity_signature(secret: str, timestamp_ms: int, body: bytes) -> str:
     """The ``v1`` value: base64url without padding of HMAC-SHA256(secret, ``"<t>.<body>"``)."""
-    mac = hmac.new(secret.encode(), str(timestamp_ms).encode() + b"." + body, hashlib.sha256)
-    return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
+    # hmac.digest: OpenSSL's one-shot HMAC, the same bytes as hmac.new(...).digest(), cheaper.
+    mac = hmac.digest(secret.encode(), str(timestamp_ms).encode() + b"." + body, "sha256")
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
 
 def sanity_signature_header(secret: str, timestamp_ms: int, body: bytes) -> str:
