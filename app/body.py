@@ -12,7 +12,7 @@ import json
 import re
 import socket
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from itertools import accumulate
 from typing import Any
 
@@ -36,36 +36,40 @@ class _Timeout(Exception):
 
 
 _gevent_socket: bool | None = None
+_gevent_timeout: Any = None
 
 
 def _gevent_patched() -> bool:
     """Whether gevent has patched ``socket`` in this process (gunicorn's gevent worker does so
     before it loads the app, so the first answer holds for the process's life)."""
-    global _gevent_socket
+    global _gevent_socket, _gevent_timeout
     if _gevent_socket is None:
         try:
-            from gevent import monkey
+            from gevent import Timeout, monkey
         except ImportError:  # pragma: no cover - gevent is a dependency
             _gevent_socket = False
         else:
             _gevent_socket = monkey.is_module_patched("socket")
+            _gevent_timeout = Timeout
     return _gevent_socket
 
 
-@contextmanager
-def _deadline(environ: dict[str, Any], seconds: float) -> Iterator[None]:
-    """Raise :class:`_Timeout` when the block takes longer than ``seconds`` in total.
+def _deadline(environ: dict[str, Any], seconds: float) -> AbstractContextManager[Any]:
+    """A block that raises :class:`_Timeout` when it takes longer than ``seconds`` in total.
 
     Under gunicorn's gevent workers (the deployment's) this is a total deadline: a client that
     sends one byte every second still runs out of time. Elsewhere (tests, another server) each
     socket read gets the timeout instead, which bounds a stalled client but not a dribbling one.
     """
     if _gevent_patched():
-        from gevent import Timeout
+        # gevent's Timeout is itself the context manager: it raises ``_Timeout`` in this
+        # greenlet when it fires, and is cancelled when the block ends.
+        return _gevent_timeout(seconds, _Timeout)
+    return _socket_deadline(environ, seconds)
 
-        with Timeout(seconds, _Timeout):
-            yield
-        return
+
+@contextmanager
+def _socket_deadline(environ: dict[str, Any], seconds: float) -> Iterator[None]:
     sock = environ.get("gunicorn.socket")
     previous = sock.gettimeout() if isinstance(sock, socket.socket) else None
     if isinstance(sock, socket.socket):

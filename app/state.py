@@ -32,6 +32,12 @@ class ReceiverState:
         self._redis = redis_client
         self._enqueuer: Enqueuer | None = None
         self._clock = clock
+        # Settings are frozen: which variables each feature lacks is known once, not per webhook.
+        self._missing = {feature: settings.missing(feature) for feature in settings.FEATURES}
+
+    def missing(self, feature: str) -> list[str]:
+        """The variables ``feature`` needs that are not set (empty when it is on)."""
+        return self._missing[feature]
 
     def now_ms(self) -> int:
         return int(self._clock() * 1000)

@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 import redis
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Response, current_app, request
 from marshmallow import ValidationError
 
 from app.body import BodyError, parse_object, read_body
@@ -58,9 +58,13 @@ def _state() -> ReceiverState:
     return current_app.extensions["intercom_sync"]
 
 
+# The environ key where the app notes when a request reached it (``create_app``'s WSGI wrapper).
+STARTED = "intercom_sync.started"
+
+
 def reply(status: int, body: dict[str, Any], **log_fields: Any) -> Response:
     """A JSON answer, and the one log line for this request."""
-    started = g.get("started")
+    started = request.environ.get(STARTED)
     duration = round((time.perf_counter() - started) * 1000, 2) if started else None
     outcome = body.get("status") or body.get("error")
     metrics.webhook_answered(log_fields.get("source"), outcome,
@@ -78,8 +82,8 @@ def reply(status: int, body: dict[str, Any], **log_fields: Any) -> Response:
     return Response(json.dumps(body), status=status, mimetype="application/json")
 
 
-def _disabled(source: str, feature: str) -> Response | None:
-    missing = _state().settings.missing(feature)
+def _disabled(state: ReceiverState, source: str, feature: str) -> Response | None:
+    missing = state.missing(feature)
     if not missing:
         return None
     return reply(
@@ -92,10 +96,10 @@ def _disabled(source: str, feature: str) -> Response | None:
     )
 
 
-def _switched_off(task_name: str, **log_fields: Any) -> Response | None:
+def _switched_off(state: ReceiverState, task_name: str, **log_fields: Any) -> Response | None:
     """``200 ignored`` naming the missing variables when ``task_name``'s feature is off."""
     feature = TASK_FEATURES[task_name]
-    missing = _state().settings.missing(feature)
+    missing = state.missing(feature)
     if not missing:
         return None
     return reply(200, {"status": "ignored",
@@ -103,10 +107,10 @@ def _switched_off(task_name: str, **log_fields: Any) -> Response | None:
                  task=task_name, **log_fields)  # fmt: skip
 
 
-def _enqueue(task_name: str, args: tuple[str, ...], dedup_key: str | None,
+def _enqueue(state: ReceiverState, task_name: str, args: tuple[str, ...], dedup_key: str | None,
              also_once: tuple[str, int] | None = None, **log_fields: Any) -> Response:
     try:
-        result = _state().enqueuer().enqueue(task_name, args, dedup_key, also_once=also_once)
+        result = state.enqueuer().enqueue(task_name, args, dedup_key, also_once=also_once)
     except redis.RedisError as exc:
         return reply(
             503,
@@ -124,9 +128,9 @@ def _enqueue(task_name: str, args: tuple[str, ...], dedup_key: str | None,
     )  # fmt: skip
 
 
-def _body(source: str) -> bytes | Response:
+def _body(state: ReceiverState, source: str) -> bytes | Response:
     """The raw body, bounded in size and read time, or the JSON answer refusing it."""
-    settings = _state().settings
+    settings = state.settings
     try:
         return read_body(request.environ, settings.WEBHOOK_MAX_BODY_BYTES,
                          settings.WEBHOOK_BODY_TIMEOUT_SECONDS)  # fmt: skip
@@ -134,16 +138,16 @@ def _body(source: str) -> bytes | Response:
         return reply(bad.status, {"error": bad.error, "reason": bad.reason}, source=source)
 
 
-def _load(raw: bytes, schema: Any) -> dict[str, Any]:
+def _load(state: ReceiverState, raw: bytes, schema: Any) -> dict[str, Any]:
     """The verified body as a validated JSON object; :class:`BodyError` names what is wrong."""
-    payload = parse_object(raw, _state().settings.WEBHOOK_MAX_JSON_DEPTH)
+    payload = parse_object(raw, state.settings.WEBHOOK_MAX_JSON_DEPTH)
     try:
         return schema.load(payload)
     except ValidationError as exc:
         raise BodyError(400, "invalid_body", first_error(exc.messages)) from None
 
 
-def _stale(event: dict[str, Any]) -> str | None:
+def _stale(state: ReceiverState, event: dict[str, Any]) -> str | None:
     """Why a notification is too old to accept, or None.
 
     Its de-duplication key lives ``DEDUP_TTL_SECONDS``; an older notification could have been
@@ -153,8 +157,8 @@ def _stale(event: dict[str, Any]) -> str | None:
     stamps = [t for t in (event.get("first_sent_at"), event.get("created_at")) if t is not None]
     if not stamps:
         return None
-    ttl = _state().settings.DEDUP_TTL_SECONDS
-    age = _state().now_ms() / 1000 - max(stamps)
+    ttl = state.settings.DEDUP_TTL_SECONDS
+    age = state.now_ms() / 1000 - max(stamps)
     if age <= ttl:
         return None
     return f"notification is {int(age)} s old, older than the {ttl} s de-duplication window"
@@ -165,19 +169,20 @@ def intercom() -> Response:
     if request.method == "HEAD":
         # Intercom validates the URL with a HEAD request before saving a subscription.
         return Response(status=200, mimetype="application/json")
-    refused = _disabled("intercom", "intercom_webhooks")
+    state = _state()
+    refused = _disabled(state, "intercom", "intercom_webhooks")
     if refused:
         return refused
-    raw = _body("intercom")
+    raw = _body(state, "intercom")
     if isinstance(raw, Response):
         return raw
-    if not verify_intercom(raw, request.headers.get("X-Hub-Signature"),
-                           _state().settings.INTERCOM_CLIENT_SECRET):
+    if not verify_intercom(raw, request.environ.get("HTTP_X_HUB_SIGNATURE"),
+                           state.settings.INTERCOM_CLIENT_SECRET):
         return reply(401, {"error": "invalid_signature",
                            "reason": "X-Hub-Signature is missing or does not match"},
                      source="intercom")  # fmt: skip
     try:
-        event = _load(raw, _intercom_schema)
+        event = _load(state, raw, _intercom_schema)
     except BodyError as bad:
         return reply(bad.status, {"error": bad.error, "reason": bad.reason}, source="intercom")
     topic, notification_id = event["topic"], event["id"]
@@ -190,49 +195,51 @@ def intercom() -> Response:
     if task_name is None:
         return reply(200, {"status": "ignored", "reason": f"no handler for topic {topic}"},
                      **fields)  # fmt: skip
-    stale = _stale(event)
+    stale = _stale(state, event)
     if stale:
         return reply(200, {"status": "ignored", "reason": stale}, **fields)
-    off = _switched_off(task_name, **fields)
+    off = _switched_off(state, task_name, **fields)
     if off:
         return off
     dedup = f"intercom:{notification_id}" if notification_id else None
-    return _enqueue(task_name, (item_id,), dedup, **fields)
+    return _enqueue(state, task_name, (item_id,), dedup, **fields)
 
 
 @bp.route("/webhooks/sanity", methods=["POST"])
 def sanity() -> Response:
-    refused = _disabled("sanity", "sanity_webhooks")
+    state = _state()
+    refused = _disabled(state, "sanity", "sanity_webhooks")
     if refused:
         return refused
-    settings = _state().settings
-    raw = _body("sanity")
+    settings = state.settings
+    raw = _body(state, "sanity")
     if isinstance(raw, Response):
         return raw
-    signature = request.headers.get("sanity-webhook-signature")
+    # Headers straight from the WSGI environ (``request.headers`` costs a lookup object per read).
+    environ = request.environ
+    signature = environ.get("HTTP_SANITY_WEBHOOK_SIGNATURE")
     verdict = verify_sanity(
         raw,
         signature,
         settings.SANITY_WEBHOOK_SECRET,
-        now_ms=_state().now_ms(),
+        now_ms=state.now_ms(),
         tolerance_s=settings.SANITY_WEBHOOK_TOLERANCE_SECONDS,
     )
     if not verdict.ok:
         return reply(401, {"error": "invalid_signature", "reason": verdict.reason},
                      source="sanity")  # fmt: skip
     try:
-        body = _load(raw, _sanity_schema)
+        body = _load(state, raw, _sanity_schema)
     except BodyError as bad:
         return reply(bad.status, {"error": bad.error, "reason": bad.reason}, source="sanity")
-    headers = request.headers
     # The signature covers the body only: what routes the job (document, operation) comes from
     # the body, and a header that says otherwise is a replay with altered headers.
     document_id = body["document_id"]
-    operation = (body.get("operation") or headers.get("sanity-operation") or "update").lower()
-    key = headers.get("idempotency-key")
+    operation = (body.get("operation") or environ.get("HTTP_SANITY_OPERATION") or "update").lower()
+    key = environ.get("HTTP_IDEMPOTENCY_KEY")
     fields = {"source": "sanity", "operation": operation, "document_id": document_id,
-              "transaction_id": headers.get("sanity-transaction-id")}  # fmt: skip
-    header_id = headers.get("sanity-document-id")
+              "transaction_id": environ.get("HTTP_SANITY_TRANSACTION_ID")}  # fmt: skip
+    header_id = environ.get("HTTP_SANITY_DOCUMENT_ID")
     if header_id is not None and header_id != document_id:
         return reply(400, {"error": "invalid_header",
                            "reason": "sanity-document-id does not match the signed body's _id"},
@@ -247,12 +254,12 @@ def sanity() -> Response:
                      **fields)  # fmt: skip
     if document_id.startswith(("drafts.", "versions.")):
         return reply(200, {"status": "ignored", "reason": "draft or release version"}, **fields)
-    dataset = headers.get("sanity-dataset")
+    dataset = environ.get("HTTP_SANITY_DATASET")
     if settings.SANITY_DATASET and dataset and dataset != settings.SANITY_DATASET:
         return reply(200, {"status": "ignored", "reason": f"dataset {dataset} is not synced"},
                      **fields)  # fmt: skip
     task_name = SANITY_OPERATIONS[operation]
-    off = _switched_off(task_name, **fields)
+    off = _switched_off(state, task_name, **fields)
     if off:
         return off
     dedup = f"sanity:{key}" if key else None
@@ -260,4 +267,4 @@ def sanity() -> Response:
     # whatever idempotency key comes with it.
     window = settings.SANITY_WEBHOOK_TOLERANCE_SECONDS + SANITY_FUTURE_TOLERANCE_MS // 1000
     once = (f"sanity-signature:{signature}", window)
-    return _enqueue(task_name, (document_id,), dedup, once, **fields)
+    return _enqueue(state, task_name, (document_id,), dedup, once, **fields)

@@ -196,13 +196,23 @@ def word(value: object) -> str:
     return value if isinstance(value, str) and _WORD.fullmatch(value) else "other"
 
 
+# The series each (source, outcome) answer writes to: ``labels()`` looks them up under a lock on
+# every call, and every webhook answer comes here. Bounded: a handful of sources and outcomes.
+_webhook_series: dict[tuple[str, str], tuple[Any, Any]] = {}
+
+
 @_never_raises
 def webhook_answered(source: object, outcome: object, seconds: float | None) -> None:
     """Count one webhook answer (and its duration, when known)."""
-    label = source if source in WEBHOOK_SOURCES else "other"
-    WEBHOOKS.labels(label, word(outcome)).inc()
+    key = (source if source in WEBHOOK_SOURCES else "other", word(outcome))
+    series = _webhook_series.get(key)
+    if series is None:
+        series = (WEBHOOKS.labels(*key), WEBHOOK_DURATION.labels(key[0]))
+        if len(_webhook_series) < 256:
+            _webhook_series[key] = series
+    series[0].inc()
     if seconds is not None:
-        WEBHOOK_DURATION.labels(label).observe(max(0.0, seconds))
+        series[1].observe(max(0.0, seconds))
 
 
 @_never_raises

@@ -117,6 +117,7 @@ def test_a_failing_metrics_write_never_changes_the_answer(metered, fake, monkeyp
         raise OSError("no space left on device")
 
     monkeypatch.setattr("workers.jobs.metrics.WEBHOOKS.labels", broken)
+    monkeypatch.setattr("workers.jobs.metrics._webhook_series", {})  # series looked up again
     raw = _notification("conversation.user.created", {"type": "conversation", "id": "79"})
     response = intercom_post(metered, raw)
     assert response.status_code == 202, response.get_json()
