@@ -8,7 +8,6 @@ compared here with the straightforward version it replaces, over generated recor
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import math
@@ -111,20 +110,10 @@ def test_a_traceback_stays_on_the_lines_after_the_fields() -> None:
     assert line == _reference_text(record)
 
 
-def test_log_event_writes_the_fields_and_leaves_out_none() -> None:
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(TextFormatter())
-    logger = logging.getLogger("intercom_sync.test.log_event")
-    logger.addHandler(handler)
-    logger.propagate = False
-    logger.setLevel(logging.INFO)
-    try:
-        log_event(logger, "webhook", status=202, task_id="abc", transaction_id=None,
-                  duration_ms=1.5)  # fmt: skip
-        log_event(logger, "hidden", logging.DEBUG, status=1)
-    finally:
-        logger.removeHandler(handler)
+def test_log_event_writes_the_fields_and_leaves_out_none(text_logger) -> None:
+    logger, stream = text_logger("intercom_sync.test.log_event")
+    log_event(logger, "webhook", status=202, task_id="abc", transaction_id=None, duration_ms=1.5)
+    log_event(logger, "hidden", logging.DEBUG, status=1)
     lines = stream.getvalue().splitlines()
     assert len(lines) == 1
     assert lines[0].endswith(

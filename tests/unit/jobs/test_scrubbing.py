@@ -10,7 +10,6 @@ captured message with the data in ``extra``).
 from __future__ import annotations
 
 import functools
-import io
 import json
 import logging
 import re
@@ -110,18 +109,10 @@ def test_no_row_survives_a_log_line(formatter: logging.Formatter) -> None:
             assert secret not in decoded, (text, decoded)
 
 
-def test_a_real_logger_writes_scrubbed_lines() -> None:
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(TextFormatter())
-    logger = logging.getLogger("test.scrubbing.real")
-    logger.addHandler(handler)
-    logger.propagate = False
-    try:
-        # A library logging a URL with a query string (urllib3 does at DEBUG).
-        logger.warning("GET /lookup?email=jane%40acme.example&token=tok-live-123 answered 500")
-    finally:
-        logger.removeHandler(handler)
+def test_a_real_logger_writes_scrubbed_lines(text_logger) -> None:
+    logger, stream = text_logger("test.scrubbing.real")
+    # A library logging a URL with a query string (urllib3 does at DEBUG).
+    logger.warning("GET /lookup?email=jane%40acme.example&token=tok-live-123 answered 500")
     out = stream.getvalue()
     assert "jane" not in out and "live-123" not in out and "answered 500" in out
 
