@@ -219,6 +219,8 @@ def _parse_head(conn: _Conn) -> bool:
 # takes microseconds) costs twice the CPU. So the loop wakes at most this early instead, sends
 # what falls due before the next wake-up, and counts an early request's latency from its sending.
 EARLY = 0.001
+# The apps answer a few hundred bytes; a response (or a head) past this is a broken server.
+MAX_RESPONSE = 1 << 20
 
 
 def _paced_worker(pipe: Connection, url: str, path: str, requests_file: str, rate: int,
@@ -367,6 +369,9 @@ def _paced_worker(pipe: Connection, url: str, path: str, requests_file: str, rat
                     if conn.due is None:
                         raise ConnectionError("bytes nobody asked for")
                     conn.buf += chunk
+                    if len(conn.buf) > MAX_RESPONSE:
+                        conn.end = None  # a failure (status 0), not an answer
+                        raise ConnectionError("response larger than the benchmark reads")
                     if conn.end is None and not _parse_head(conn):
                         continue
                     if 0 <= conn.end <= len(conn.buf):
