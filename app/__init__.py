@@ -52,9 +52,12 @@ def create_app(
         # rather than a receiver that answers every webhook with an error.
         settings = receiver_settings()
         configure_logging(settings.LOG_LEVEL, settings.LOG_FORMAT)
-        # Requests run in greenlets, not threads: a record's thread name would say nothing, and
-        # looking it up is a part of every webhook's log line (no formatter here writes it).
+        # No formatter here writes a record's thread, process id or process name, and looking
+        # them up is a part of every webhook's log line (the process id is a system call).
+        # Requests run in greenlets, not threads, so a thread name would say nothing anyway.
         logging.logThreads = False
+        logging.logProcesses = False
+        logging.logMultiprocessing = False
         init_sentry(settings, component="receiver")
     if celery_app is None:
         from workers.jobs.celery_app import celery as celery_app

@@ -15,7 +15,7 @@ import math
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 _RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
@@ -180,16 +180,27 @@ class JsonFormatter(logging.Formatter):
         self._stamp = _SecondStamp("%Y-%m-%dT%H:%M:%S", time.gmtime)
 
     def format(self, record: logging.LogRecord) -> str:
+        exc = self.formatException(record.exc_info) if record.exc_info else None
+        return self._line(record.created, record.msecs, record.levelname, record.name,
+                          record.getMessage(), _fields(record), exc)  # fmt: skip
+
+    def format_event(self, created: float, levelname: str, name: str, event: str,
+                     fields: dict[str, Any]) -> str:  # fmt: skip
+        """The line ``format`` writes for ``log_event``'s record, from its parts."""
+        return self._line(created, _msecs(created), levelname, name, event, fields.items(), None)
+
+    def _line(self, created: float, msecs: float, levelname: str, name: str, message: str,
+              fields: Iterable[tuple[str, Any]], exc: str | None) -> str:  # fmt: skip
         payload: dict[str, Any] = {
-            "ts": f"{self._stamp(record.created)}.{int(record.msecs):03d}Z",
-            "level": record.levelname,
-            "logger": record.name,
-            "event": scrub(record.getMessage()),
+            "ts": f"{self._stamp(created)}.{int(msecs):03d}Z",
+            "level": levelname,
+            "logger": name,
+            "event": scrub(message),
         }
-        for key, value in _fields(record):
+        for key, value in fields:
             payload[key] = _scrub_fields(value)
-        if record.exc_info:
-            payload["exc"] = scrub(self.formatException(record.exc_info))
+        if exc:
+            payload["exc"] = scrub(exc)
         return json.dumps(payload, default=str, separators=(",", ":"))
 
 
@@ -202,18 +213,37 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         if record.exc_info or record.exc_text or record.stack_info:
-            line = super().format(record)  # the traceback follows on the next lines
-        else:
-            # What ``super().format`` writes for a record without a traceback, cheaper.
-            record.message = record.getMessage()
-            line = (f"{self._stamp(record.created)},{int(record.msecs):03d} "
-                    f"{record.levelname} {record.name} {record.message}")  # fmt: skip
-        extras = [f"{key}={value}" if type(value) is str and value and " " not in value
-                  else f"{key}={_text_value(value)}" for key, value in _fields(record)]  # fmt: skip
-        if extras:
-            head, sep, tail = line.partition("\n")
-            line = head + " " + " ".join(extras) + sep + tail
-        return scrub(line)  # the last word: whatever a caller or a library logged
+            # the traceback follows on the next lines
+            return _with_fields(super().format(record), _fields(record))
+        # What ``super().format`` writes for a record without a traceback, cheaper.
+        record.message = record.getMessage()
+        return self._line(record.created, record.msecs, record.levelname, record.name,
+                          record.message, _fields(record))  # fmt: skip
+
+    def format_event(self, created: float, levelname: str, name: str, event: str,
+                     fields: dict[str, Any]) -> str:  # fmt: skip
+        """The line ``format`` writes for ``log_event``'s record, from its parts."""
+        return self._line(created, _msecs(created), levelname, name, event, fields.items())
+
+    def _line(self, created: float, msecs: float, levelname: str, name: str, message: str,
+              fields: Iterable[tuple[str, Any]]) -> str:  # fmt: skip
+        return _with_fields(f"{self._stamp(created)},{int(msecs):03d} {levelname} {name} {message}",
+                            fields)  # fmt: skip
+
+
+def _with_fields(line: str, fields: Iterable[tuple[str, Any]]) -> str:
+    """``line`` with the fields as ``key=value`` at the end of its first line, scrubbed."""
+    extras = " ".join([f"{key}={value}" if type(value) is str and value and " " not in value
+                       else f"{key}={_text_value(value)}" for key, value in fields])  # fmt: skip
+    if extras:
+        head, sep, tail = line.partition("\n")
+        line = head + " " + extras + sep + tail
+    return scrub(line)  # the last word: whatever a caller or a library logged
+
+
+def _msecs(created: float) -> float:
+    """A record's milliseconds as ``LogRecord`` derives them from its time."""
+    return (created - int(created)) * 1000
 
 
 def _text_value(value: Any) -> str:
@@ -239,6 +269,23 @@ class LineHandler(logging.StreamHandler):
         except Exception:
             self.handleError(record)
 
+    def write_event(self, name: str, level: int, event: str, fields: dict[str, Any]) -> None:
+        """What ``handle`` does with ``log_event``'s record, without making the record: the same
+        line, from the formatter's ``format_event``, written under the same lock."""
+        formatter: TextFormatter | JsonFormatter = self.formatter  # type: ignore[assignment]
+        created = time.time()
+        with self.lock:
+            try:
+                line = formatter.format_event(created, logging.getLevelName(level), name, event,
+                                              fields) + self.terminator  # fmt: skip
+                stream = self.stream
+                stream.write(line)
+                stream.flush()
+            except RecursionError:
+                raise
+            except Exception:
+                self.handleError(_event_record(name, level, event, fields))
+
 
 def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     """Route the root logger (and Celery's, which hijacks it) to stderr in the chosen format."""
@@ -251,17 +298,52 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 
+def _event_record(name: str, level: int, event: str, fields: dict[str, Any]) -> logging.LogRecord:
+    record = logging.getLogRecordFactory()(name, level, "(unknown file)", 0, event, (), None,
+                                           "(unknown function)")  # fmt: skip
+    record.__dict__.update(fields)
+    return record
+
+
+def _sole_line_handler(logger: logging.Logger, level: int) -> LineHandler | None:
+    """The one handler a record of ``logger`` at ``level`` would reach, when it is this module's
+    handler and formatter and nothing else would see the record: no other handler, no filter,
+    no other record factory, no wrapped dispatch (Sentry's logging integration wraps
+    ``Logger.callHandlers`` to make breadcrumbs). Otherwise None, and the record goes the stock
+    way."""
+    if (type(logger) is not logging.Logger or logger.filters or logger.disabled
+            or logging.Logger.callHandlers.__module__ != "logging"
+            or logging.getLogRecordFactory() is not logging.LogRecord):  # fmt: skip
+        return None
+    found = None
+    current: logging.Logger | None = logger
+    while current is not None:
+        for handler in current.handlers:
+            if (found is not None or type(handler) is not LineHandler or handler.filters
+                    or level < handler.level
+                    or type(handler.formatter) not in (TextFormatter, JsonFormatter)):  # fmt: skip
+                return None
+            found = handler
+        current = current.parent if current.propagate else None
+    return found
+
+
 def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **fields: Any) -> None:
     """Log ``event`` with ``fields`` as structured extras (None values are left out).
 
     The record names no calling file and line: the event's name says where it comes from, and
     finding the caller (``Logger.findCaller`` walks the stack) is a large part of a line's cost.
+    When the line can only go to one of this module's handlers (the services' own set-up,
+    :func:`configure_logging`), it is written without making a record and sending it through
+    ``logging``'s dispatch, which cost as much as the line itself: the receiver writes one per
+    webhook.
     """
     if logger.isEnabledFor(level):
-        record = logging.getLogRecordFactory()(logger.name, level, "(unknown file)", 0, event, (),
-                                               None, "(unknown function)")  # fmt: skip
         extra = {k: v for k, v in fields.items() if v is not None}
         if not _RESERVED.isdisjoint(extra):  # as Logger.makeRecord refuses them
             raise KeyError(f"attempt to overwrite {sorted(_RESERVED & extra.keys())} in LogRecord")
-        record.__dict__.update(extra)
-        logger.handle(record)
+        handler = _sole_line_handler(logger, level)
+        if handler is not None:
+            handler.write_event(logger.name, level, event, extra)
+        else:
+            logger.handle(_event_record(logger.name, level, event, extra))

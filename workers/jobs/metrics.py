@@ -43,6 +43,7 @@ from workers.jobs.metrics_files import (
     ensure_directory,
     prune_dead,
 )
+from workers.jobs.pids import current_pid
 
 ensure_directory()
 
@@ -58,10 +59,11 @@ from prometheus_client import (  # noqa: E402
 from prometheus_client import values as _values  # noqa: E402
 from prometheus_client.multiprocess import MultiProcessCollector  # noqa: E402
 
-if not getattr(_values.ValueClass, "_multiprocess", False):
-    # Something imported the library before this module settled the variable (a test helper,
-    # another library): switch it to multiprocess mode now, before any metric below exists.
-    _values.ValueClass = _values.get_value_class()
+# Multiprocess mode for every metric below, whatever mode the library chose if something imported
+# it before the directory was settled (a test helper, another library). The library asks for the
+# process's id on every sample it writes, to notice a fork: it gets it from a cache the fork hook
+# refreshes (``current_pid``), not from a system call three times per webhook.
+_values.ValueClass = _values.MultiProcessValue(process_identifier=current_pid)
 
 from workers.settings import Secret  # noqa: E402
 

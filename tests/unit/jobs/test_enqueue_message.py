@@ -13,6 +13,7 @@ import uuid
 from typing import Any
 
 import fakeredis
+import pytest
 from celery import Celery
 from celery.utils.saferepr import saferepr
 from hypothesis import given, settings
@@ -21,7 +22,7 @@ from hypothesis import strategies as st
 from tests.conftest import make_settings
 from workers.jobs import routing
 from workers.jobs.celery_app import configure_celery
-from workers.jobs.enqueue import Enqueuer, random_uuid4
+from workers.jobs.enqueue import Enqueuer, random_uuid4, random_uuid4s
 
 _CELERY = configure_celery(Celery("test-message"), make_settings())
 _ENQUEUER = Enqueuer(_CELERY, fakeredis.FakeRedis())
@@ -61,15 +62,32 @@ def test_message_is_the_plain_serialisation(task_name: str, args: list[Any], tas
     assert uuid.UUID(tag).version == 4
 
 
-def test_random_uuid4_is_a_version_4_rfc_4122_uuid() -> None:
+@pytest.mark.parametrize("count", [1, 2, 5])
+def test_random_uuid4s_are_version_4_rfc_4122_uuids(count: int) -> None:
     seen = set()
     variants = set()
-    for _ in range(2000):
-        text = random_uuid4()
-        parsed = uuid.UUID(text)
-        assert str(parsed) == text
-        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
-        variants.add(text[19])
-        seen.add(text)
-    assert len(seen) == 2000
+    for _ in range(2000 // count):
+        texts = random_uuid4s(count) if count > 1 else [random_uuid4()]
+        assert len(texts) == count
+        for text in texts:
+            parsed = uuid.UUID(text)
+            assert str(parsed) == text
+            assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
+            variants.add(text[19])
+            seen.add(text)
+    assert len(seen) == 2000 // count * count
     assert variants == set("89ab")  # every variant digit occurs, as with uuid.uuid4()
+
+
+def test_an_enqueued_message_has_its_own_task_id_and_delivery_tag() -> None:
+    client = fakeredis.FakeRedis()
+    enqueuer = Enqueuer(_CELERY, client)
+    seen = set()
+    for n in range(50):
+        result = enqueuer.enqueue(routing.ARTICLES_SYNC, (f"doc-{n}",), f"key-{n}")
+        envelope = json.loads(client.lindex(routing.queue_for(routing.ARTICLES_SYNC), 0))
+        task_id, tag = envelope["headers"]["id"], envelope["properties"]["delivery_tag"]
+        assert task_id == result.task_id == envelope["properties"]["correlation_id"]
+        assert uuid.UUID(tag).version == uuid.UUID(task_id).version == 4
+        seen.update((task_id, tag))
+    assert len(seen) == 100

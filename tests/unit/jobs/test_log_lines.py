@@ -2,23 +2,26 @@
 
 The webhook log line is on the receiver's hot path, so the formatters format a record's time once
 per second, write numbers without the JSON encoder and skip ``Formatter.format`` for a record
-without a traceback; ``log_event`` builds its record without looking for the caller. Each is
+without a traceback; ``log_event`` builds its record without looking for the caller, or writes
+its line without a record when the service's own handler is the only one to see it. Each is
 compared here with the straightforward version it replaces, over generated records.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
 import sys
 import time
 from typing import Any
+from unittest import mock
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workers.jobs.logs import JsonFormatter, TextFormatter, log_event, scrub
+from workers.jobs.logs import JsonFormatter, LineHandler, TextFormatter, log_event, scrub
 
 _RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
@@ -132,3 +135,88 @@ def test_fields_of_a_record_from_another_factory_are_found_too() -> None:
     record.__dict__.update({"task_id": "t-1"})
     assert TextFormatter().format(record).endswith(" done tenant=acme task_id=t-1")
     assert TextFormatter().format(record) == _reference_text(record)
+
+
+_EVENT_FIELDS = st.dictionaries(_KEYS, _VALUES | st.none(), max_size=5)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from([TextFormatter, JsonFormatter]), _CREATED, st.text(max_size=30),
+       st.sampled_from([logging.INFO, logging.WARNING, logging.ERROR]), _EVENT_FIELDS)  # fmt: skip
+def test_log_event_writes_without_a_record_what_the_record_path_writes(
+        formatter: type[logging.Formatter], created: float, event: str, level: int,
+        fields: dict[str, Any]) -> None:  # fmt: skip
+    stream = io.StringIO()
+    handler = LineHandler(stream)
+    handler.setFormatter(formatter())
+    logger = logging.getLogger("intercom_sync.test.direct")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    try:
+        # The record path is not taken (it would raise), and the clock stands still.
+        with mock.patch.object(logging.Logger, "handle", side_effect=AssertionError), \
+                mock.patch("time.time", return_value=created):  # fmt: skip
+            log_event(logger, event, level, **fields)
+    finally:
+        logger.handlers.clear()
+    record = logging.LogRecord(logger.name, level, "(unknown file)", 0, event, (), None,
+                               "(unknown function)")  # fmt: skip
+    record.created, record.msecs = created, (created - int(created)) * 1000
+    record.__dict__.update({k: v for k, v in fields.items() if v is not None})
+    assert stream.getvalue() == formatter().format(record) + "\n"
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_every_other_observer_of_records_still_gets_log_event_s(text_logger) -> None:
+    logger, stream = text_logger("intercom_sync.test.observers")
+    collect = _Collect()
+    seen: list[str] = []
+    stock = logging.Logger.callHandlers
+
+    def wrapped(self: logging.Logger, record: logging.LogRecord) -> None:  # as Sentry wraps it
+        seen.append(record.getMessage())
+        stock(self, record)
+
+    log_event(logger, "alone", task_id="t-0")
+    logger.addHandler(collect)  # a second handler (pytest's caplog adds one the same way)
+    log_event(logger, "two handlers", task_id="t-1")
+    logger.removeHandler(collect)
+    second = LineHandler(io.StringIO())  # two of this module's own: each writes the line
+    second.setFormatter(TextFormatter())
+    logger.addHandler(second)
+    log_event(logger, "two lines", task_id="t-5")
+    logger.removeHandler(second)
+    with mock.patch.object(logging.Logger, "callHandlers", wrapped):
+        log_event(logger, "wrapped", task_id="t-2")
+    logger.addFilter(lambda record: record.getMessage() != "filtered")
+    log_event(logger, "filtered", task_id="t-3")
+    logger.filters.clear()
+    factory = logging.getLogRecordFactory()
+
+    def tagged(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = factory(*args, **kwargs)
+        record.tenant = "acme"
+        return record
+
+    logging.setLogRecordFactory(tagged)
+    try:
+        log_event(logger, "factory", task_id="t-4")
+    finally:
+        logging.setLogRecordFactory(factory)
+    assert [(r.getMessage(), r.task_id) for r in collect.records] == [("two handlers", "t-1")]
+    assert seen == ["wrapped"]
+    assert second.stream.getvalue().endswith(" two lines task_id=t-5\n")
+    lines = stream.getvalue().splitlines()
+    assert [line.split(" ", 4)[4] for line in lines] == [
+        "alone task_id=t-0", "two handlers task_id=t-1", "two lines task_id=t-5",
+        "wrapped task_id=t-2",
+        "factory tenant=acme task_id=t-4"]  # fmt: skip
