@@ -259,15 +259,7 @@ class LineHandler(logging.StreamHandler):
     (the stock ``flush`` takes the lock again: a cost on every line)."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        try:
-            line = self.format(record) + self.terminator
-            stream = self.stream
-            stream.write(line)
-            stream.flush()
-        except RecursionError:
-            raise
-        except Exception:
-            self.handleError(record)
+        self._write(lambda: self.format(record), lambda: record)
 
     def write_event(self, name: str, level: int, event: str, fields: dict[str, Any]) -> None:
         """What ``handle`` does with ``log_event``'s record, without making the record: the same
@@ -275,16 +267,23 @@ class LineHandler(logging.StreamHandler):
         formatter: TextFormatter | JsonFormatter = self.formatter  # type: ignore[assignment]
         created = time.time()
         with self.lock:
-            try:
-                line = formatter.format_event(created, logging.getLevelName(level), name, event,
-                                              fields) + self.terminator  # fmt: skip
-                stream = self.stream
-                stream.write(line)
-                stream.flush()
-            except RecursionError:
-                raise
-            except Exception:
-                self.handleError(_event_record(name, level, event, fields))
+            self._write(
+                lambda: formatter.format_event(created, logging.getLevelName(level), name, event,
+                                               fields),
+                lambda: _event_record(name, level, event, fields),
+            )  # fmt: skip
+
+    def _write(self, line: Callable[[], str], record: Callable[[], logging.LogRecord]) -> None:
+        """Write and flush ``line()``; a failure goes to ``handleError`` with ``record()``."""
+        try:
+            text = line() + self.terminator
+            stream = self.stream
+            stream.write(text)
+            stream.flush()
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record())
 
 
 def configure_logging(level: str = "INFO", fmt: str = "text") -> None:

@@ -220,3 +220,20 @@ def test_every_other_observer_of_records_still_gets_log_event_s(text_logger) -> 
         "alone task_id=t-0", "two handlers task_id=t-1", "two lines task_id=t-5",
         "wrapped task_id=t-2",
         "factory tenant=acme task_id=t-4"]  # fmt: skip
+
+
+class _Broken(io.StringIO):
+    def write(self, text: str) -> int:
+        raise OSError("disk full")
+
+
+def test_a_line_that_cannot_be_written_goes_to_handle_error_with_its_record(text_logger) -> None:
+    logger, _ = text_logger("intercom_sync.test.broken")
+    handler = logger.handlers[0]
+    handler.setStream(_Broken())
+    failed: list[logging.LogRecord] = []
+    with mock.patch.object(handler, "handleError", failed.append):
+        log_event(logger, "webhook", task_id="t-1")  # the record-less path
+        logger.info("plain")  # the record's path
+    assert [(r.getMessage(), getattr(r, "task_id", None)) for r in failed] == [
+        ("webhook", "t-1"), ("plain", None)]  # fmt: skip
