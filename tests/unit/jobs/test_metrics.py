@@ -294,3 +294,28 @@ def test_multiprocess_mode_holds_when_the_library_was_imported_first() -> None:
                          text=True, capture_output=True, timeout=60, check=True)  # fmt: skip
     got = samples(out.stdout)
     assert value(got, "intercom_sync_tasks_total", task="articles.sync", outcome="parked") == 1
+
+
+IMPORTED_FIRST_IN_MULTIPROCESS_MODE = textwrap.dedent("""
+    import os, tempfile
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp()
+    import prometheus_client  # another library, in multiprocess mode before the metrics module
+    theirs = prometheus_client.Counter("their_events", "x", ["kind"], registry=None)
+    theirs.labels("a").inc()
+    from workers.jobs import metrics
+    metrics.task_finished("articles.sync", "parked")
+    theirs.labels("b").inc(2)  # a series of theirs made after one of ours, in the same file
+    metrics.task_finished("articles.sync", "parked")
+    print(metrics.exposition().decode())
+""")
+
+
+def test_a_library_s_multiprocess_metrics_and_ours_share_one_file_and_both_add_up() -> None:
+    env = {k: v for k, v in os.environ.items() if k != metrics_files.DIRECTORY_ENV}
+    out = subprocess.run([sys.executable, "-c", IMPORTED_FIRST_IN_MULTIPROCESS_MODE], env=env,
+                         cwd=REPO_ROOT, text=True, capture_output=True, timeout=60,
+                         check=True)  # fmt: skip
+    got = samples(out.stdout)
+    assert value(got, "intercom_sync_tasks_total", task="articles.sync", outcome="parked") == 2
+    assert value(got, "their_events_total", kind="a") == 1
+    assert value(got, "their_events_total", kind="b") == 2
