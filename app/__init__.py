@@ -52,11 +52,10 @@ def create_app(
         # rather than a receiver that answers every webhook with an error.
         settings = receiver_settings()
         configure_logging(settings.LOG_LEVEL, settings.LOG_FORMAT)
-        # No formatter here writes a record's thread, process id or process name, and looking
-        # them up is a part of every webhook's log line (the process id is a system call).
+        # No formatter here writes a record's thread or process name (gunicorn's own lines write
+        # only the process id, which stays), and looking them up is a part of every record.
         # Requests run in greenlets, not threads, so a thread name would say nothing anyway.
         logging.logThreads = False
-        logging.logProcesses = False
         logging.logMultiprocessing = False
         init_sentry(settings, component="receiver")
     if celery_app is None:

@@ -2,8 +2,10 @@
 
 "Never 2xx unless the job is in Redis" costs one round trip: the de-duplicate-and-push script of
 ``workers/jobs/enqueue.py``, with the same keys the receiver passes (the idempotency key and the
-signature for Sanity, the notification's key for Intercom) and a real Celery message. Nothing
-else: no signature check, no parsing, no validation, no log line. ``bench/receiver.py`` runs it
+signature for Sanity, the notification's key for Intercom) and a message of about the size of the
+receiver's Celery message (the body, padded; building the real message is the receiver's own
+work). Nothing else: no signature check, no parsing, no validation, no message building, no log
+line. ``bench/receiver.py`` runs it
 beside the receiver under the same gunicorn settings; the receiver's throughput over this one's
 is what its own Python costs.
 """

@@ -10,7 +10,9 @@ one Redis script call every accepted webhook needs, ``bench/floor_app.py``) and 
 which verifies real signatures, validates, de-duplicates and enqueues into a real Redis
 (REDIS_URL, or an embedded one). Saturation is measured with wrk (``apt-get install wrk``),
 1 thread and 16 connections, the three apps taking turns for ``--rounds`` rounds so that a busy
-machine slows all three alike; ratios are per round, and the table shows the medians. Latency
+machine slows all three alike, in the reverse order every other round (a machine that speeds up
+or slows down over a round then favours neither); ratios are per round, and the table shows the
+medians and, for receiver / floor, the range over the rounds. Latency
 is measured at a fixed offered load (``--rate``), open loop (each request's latency counts from
 its due time), from ``--client-processes`` processes on non-blocking keep-alive sockets (enough
 to offer a few thousand requests/s on two cores) while ``--slow`` connections are open on the
@@ -554,9 +556,9 @@ def main() -> int:
                  for name, target in APPS}  # fmt: skip
         rps: dict[tuple[str, str], list[float]] = {}
         tails: dict[tuple[str, str], list[float]] = {}
-        for _round in range(args.rounds):
+        for round_ in range(args.rounds):
             for kind in ("sanity", "intercom"):
-                for name, _target in APPS:
+                for name, _target in (APPS if round_ % 2 == 0 else APPS[::-1]):
                     client.flushdb()
                     sat = wrk(bases[name], f"/webhooks/{kind}", files[kind], args.seconds,
                               args.connections)  # fmt: skip
@@ -575,15 +577,17 @@ def main() -> int:
         print(f"Saturation: wrk, {args.connections} connections, {args.rounds} rounds of "
               f"{args.seconds} s per app and webhook, medians; {args.workers} workers.\n")
         print("| webhook | bare Flask req/s | floor req/s | receiver req/s | receiver / floor "
-              "| receiver / bare | floor / bare | receiver p99 ms |")
-        print("|---|---|---|---|---|---|---|---|")
+              "| receiver / floor, range | receiver / bare | floor / bare | receiver p99 ms |")
+        print("|---|---|---|---|---|---|---|---|---|")
         for kind in ("sanity", "intercom"):
             bare, floor, recv = (rps[(name, kind)] for name, _ in APPS)
-            ratio = median(r / f for r, f in zip(recv, floor, strict=True))
+            ratios = [r / f for r, f in zip(recv, floor, strict=True)]
+            ratio = median(ratios)
             ratio_bare = median(r / b for r, b in zip(recv, bare, strict=True))
             floor_bare = median(f / b for f, b in zip(floor, bare, strict=True))
             print(f"| {kind} | {median(bare):.0f} | {median(floor):.0f} | {median(recv):.0f} | "
-                  f"{ratio:.2f} | {ratio_bare:.2f} | {floor_bare:.2f} | "
+                  f"{ratio:.2f} | {min(ratios):.2f} to {max(ratios):.2f} | {ratio_bare:.2f} | "
+                  f"{floor_bare:.2f} | "
                   f"{median(tails[('receiver', kind)]):.1f} |")
         print(f"\nFixed load: {args.rate} requests/s offered for {args.seconds} s from "
               f"{args.client_processes} client processes with {args.slow} slow connections "
