@@ -24,6 +24,10 @@ from hypothesis import strategies as st
 from workers.jobs.logs import JsonFormatter, LineHandler, TextFormatter, log_event, scrub
 
 _RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+# ``Logger.callHandlers`` as the standard library defines it, taken when the tests are collected:
+# a test that initialises Sentry leaves it wrapped for the rest of the run (Sentry's logging
+# integration), and ``log_event`` then rightly takes the record path.
+_STOCK_CALL_HANDLERS = logging.Logger.callHandlers
 
 
 def _reference_text(record: logging.LogRecord) -> str:
@@ -156,6 +160,7 @@ def test_log_event_writes_without_a_record_what_the_record_path_writes(
     try:
         # The record path is not taken (it would raise), and the clock stands still.
         with mock.patch.object(logging.Logger, "handle", side_effect=AssertionError), \
+                mock.patch.object(logging.Logger, "callHandlers", _STOCK_CALL_HANDLERS), \
                 mock.patch("time.time", return_value=created):  # fmt: skip
             log_event(logger, event, level, **fields)
     finally:
@@ -176,11 +181,12 @@ class _Collect(logging.Handler):
         self.records.append(record)
 
 
+@mock.patch.object(logging.Logger, "callHandlers", _STOCK_CALL_HANDLERS)
 def test_every_other_observer_of_records_still_gets_log_event_s(text_logger) -> None:
     logger, stream = text_logger("intercom_sync.test.observers")
     collect = _Collect()
     seen: list[str] = []
-    stock = logging.Logger.callHandlers
+    stock = _STOCK_CALL_HANDLERS
 
     def wrapped(self: logging.Logger, record: logging.LogRecord) -> None:  # as Sentry wraps it
         seen.append(record.getMessage())

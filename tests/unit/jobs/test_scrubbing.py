@@ -238,6 +238,10 @@ _PIECES = st.sampled_from([
     "ghp_abcdefghij12", "AKIAABCDEFGHIJKLMNOP", "whsec_abcd", "eyJabcdefghi.abcdefghij.sig",
     "+1 415 555 0100", "(415) 555-0100", "415-555-0100", "415.555.0100", "2026-12-06 06:44:07",
     "basic plan", "Basic dXNlcjpwYXNzd29yZA==", " ", "=", ":", "status=202", "xoxb-12345678",
+    "415-555-", "0100", "415.", "555.0100", "12.345-678.9",
+    # the same shape in Arabic-Indic and Devanagari digits (the pattern's \d matches them too)
+    "\u0664\u0661\u0665-\u0665\u0665\u0665-\u0660\u0661\u0660\u0660",
+    "\u096a\u0967\u096b.\u096b\u096b\u096b.\u0966\u0967\u0966\u0966",
 ])
 
 
