@@ -5,9 +5,8 @@
 signature for Sanity, the notification's key for Intercom) and a message of about the size of the
 receiver's Celery message (the body, padded; building the real message is the receiver's own
 work). Nothing else: no signature check, no parsing, no validation, no message building, no log
-line. ``bench/receiver.py`` runs it
-beside the receiver under the same gunicorn settings; the receiver's throughput over this one's
-is what its own Python costs.
+line. ``bench/receiver.py`` runs it beside the receiver under the same gunicorn settings; the
+receiver's throughput over this one's is what its own Python costs.
 """
 
 from __future__ import annotations
