@@ -63,7 +63,7 @@ def create_app(
     flask_app = Flask(__name__)
     # Werkzeug refuses a larger body (by Content-Length or while streaming) with a 413.
     flask_app.config["MAX_CONTENT_LENGTH"] = settings.WEBHOOK_MAX_BODY_BYTES
-    flask_app.extensions["intercom_sync"] = ReceiverState(
+    state = flask_app.extensions["intercom_sync"] = ReceiverState(
         settings, celery_app, redis_client=redis_client, clock=clock
     )
     flask_app.register_blueprint(webhooks_bp)
@@ -106,7 +106,7 @@ def create_app(
             metrics.webhook_answered(request.endpoint.rpartition(".")[2], outcome, seconds)
 
     for feature in ("intercom_webhooks", "sanity_webhooks"):
-        missing = settings.missing(feature)
+        missing = state.missing(feature)
         if missing:
             log_event(logger, "feature.off", feature=feature, missing=",".join(missing))
     return flask_app
