@@ -9,13 +9,16 @@ webhooks.
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
+import time
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from itertools import accumulate
 from typing import Any
 
+from gevent import getcurrent
 from werkzeug.wsgi import get_input_stream
 
 _CHUNK = 64 * 1024
@@ -35,37 +38,71 @@ class _Timeout(Exception):
     pass
 
 
+class GreenletDeadlines:
+    """Total deadlines for blocks run by greenlets, kept by one periodic timer of the event loop.
+
+    A gevent ``Timeout`` per request means an event-loop timer made, started, stopped and closed
+    for every webhook: about a tenth of the receiver's own work per webhook. A body deadline is
+    seconds long and a quarter of a second late is as good, so a block only notes its greenlet
+    and when its time is up, and one timer, every ``tick`` seconds, throws :class:`_Timeout`
+    into each greenlet whose time is up. That is what a ``Timeout`` does when it fires: the
+    greenlet is waiting in the event loop (for more of its body), and the exception is raised
+    there. Serves one event loop: gunicorn's gevent worker runs all its requests in one thread.
+    """
+
+    def __init__(self, tick: float = 0.25) -> None:
+        self._tick = tick
+        self._due: dict[Any, float] = {}
+        self._timer: Any = None
+
+    def start(self, seconds: float) -> Any:
+        """Start the calling greenlet's deadline; pass what this returns to :meth:`finish`."""
+        current = getcurrent()
+        self._due[current] = time.monotonic() + seconds
+        if self._timer is None:
+            from gevent import get_hub
+
+            # ref=False: the timer alone does not keep the event loop (and a stopping worker)
+            # running.
+            self._timer = get_hub().loop.timer(self._tick, self._tick, ref=False)
+            self._timer.start(self._expire)
+        return current
+
+    def finish(self, greenlet: Any) -> None:
+        """The block ended (or raised) in time: its deadline no longer applies."""
+        self._due.pop(greenlet, None)
+
+    def forget_all(self) -> None:
+        """After a fork: the parent's timer belongs to the parent's event loop."""
+        self._due.clear()
+        self._timer = None
+
+    def _expire(self) -> None:
+        if not self._due:
+            return
+        now = time.monotonic()
+        for greenlet, due in [item for item in self._due.items() if item[1] <= now]:
+            # Throwing runs that greenlet until it waits again (it answers 408 meanwhile), so
+            # check that its block has not ended in the meantime.
+            if self._due.get(greenlet) == due:
+                del self._due[greenlet]
+                greenlet.throw(_Timeout)
+
+
+_deadlines = GreenletDeadlines()
+os.register_at_fork(after_in_child=_deadlines.forget_all)
 _gevent_socket: bool | None = None
-_gevent_timeout: Any = None
 
 
 def _gevent_patched() -> bool:
     """Whether gevent has patched ``socket`` in this process (gunicorn's gevent worker does so
     before it loads the app, so the first answer holds for the process's life)."""
-    global _gevent_socket, _gevent_timeout
+    global _gevent_socket
     if _gevent_socket is None:
-        try:
-            from gevent import Timeout, monkey
-        except ImportError:  # pragma: no cover - gevent is a dependency
-            _gevent_socket = False
-        else:
-            _gevent_socket = monkey.is_module_patched("socket")
-            _gevent_timeout = Timeout
+        from gevent import monkey
+
+        _gevent_socket = monkey.is_module_patched("socket")
     return _gevent_socket
-
-
-def _deadline(environ: dict[str, Any], seconds: float) -> AbstractContextManager[Any]:
-    """A block that raises :class:`_Timeout` when it takes longer than ``seconds`` in total.
-
-    Under gunicorn's gevent workers (the deployment's) this is a total deadline: a client that
-    sends one byte every second still runs out of time. Elsewhere (tests, another server) each
-    socket read gets the timeout instead, which bounds a stalled client but not a dribbling one.
-    """
-    if _gevent_patched():
-        # gevent's Timeout is itself the context manager: it raises ``_Timeout`` in this
-        # greenlet when it fires, and is cancelled when the block ends.
-        return _gevent_timeout(seconds, _Timeout)
-    return _socket_deadline(environ, seconds)
 
 
 @contextmanager
@@ -97,26 +134,21 @@ def read_body(environ: dict[str, Any], max_bytes: int, timeout_s: float) -> byte
             raise BodyError(400, "invalid_header", "Content-Length is not a number") from None
         if length > max_bytes:
             raise _too_large(max_bytes)
-    chunks: list[bytes] = []
-    total = 0
+    else:
+        length = None
+    # Under gunicorn's gevent workers (the deployment's) the deadline is a total one: a client
+    # that sends one byte every second still runs out of time. Elsewhere (tests, another server)
+    # each socket read gets the timeout instead, which bounds a stalled client but not a
+    # dribbling one.
     try:
-        with _deadline(environ, timeout_s):
-            if declared:
-                # The common case: one read of the announced length (the server's reader stops
-                # there; the deadline covers a client that sends it a byte at a time).
-                chunks.append(environ["wsgi.input"].read(length))
-                if len(chunks[0]) < length:
-                    raise OSError("body ended before its announced length")
-            else:
-                stream = get_input_stream(environ, max_content_length=None)
-                while True:
-                    chunk = stream.read(min(_CHUNK, max_bytes + 1 - total))
-                    if not chunk:
-                        break
-                    chunks.append(chunk)
-                    total += len(chunk)
-                    if total > max_bytes:
-                        raise _too_large(max_bytes)
+        if _gevent_patched():
+            greenlet = _deadlines.start(timeout_s)
+            try:
+                return _read(environ, length, max_bytes)
+            finally:
+                _deadlines.finish(greenlet)
+        with _socket_deadline(environ, timeout_s):
+            return _read(environ, length, max_bytes)
     except _Timeout:
         raise BodyError(408, "request_timeout",
                         f"body not received within {timeout_s:g} s") from None  # fmt: skip
@@ -129,7 +161,27 @@ def read_body(environ: dict[str, Any], max_bytes: int, timeout_s: float) -> byte
         # A malformed chunked encoding, found by gunicorn while the body is read.
         raise BodyError(400, "invalid_body",
                         f"body framing is invalid ({type(exc).__name__})") from None  # fmt: skip
-    return b"".join(chunks)
+
+
+def _read(environ: dict[str, Any], length: int | None, max_bytes: int) -> bytes:
+    if length is not None:
+        # The common case: one read of the announced length (the server's reader stops there;
+        # the deadline covers a client that sends it a byte at a time).
+        body = environ["wsgi.input"].read(length)
+        if len(body) < length:
+            raise OSError("body ended before its announced length")
+        return body
+    chunks: list[bytes] = []
+    total = 0
+    stream = get_input_stream(environ, max_content_length=None)
+    while True:
+        chunk = stream.read(min(_CHUNK, max_bytes + 1 - total))
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        total += len(chunk)
+        if total > max_bytes:
+            raise _too_large(max_bytes)
 
 
 def _too_large(max_bytes: int) -> BodyError:
@@ -156,13 +208,37 @@ def json_depth(raw: bytes) -> int:
     return max(accumulate(_DEPTH_STEP[b] for b in brackets), default=0)
 
 
+_JSON_SPACE = " \t\n\r"  # RFC 8259's whitespace, the only kind allowed around a value
+_scan_value = json.JSONDecoder().scan_once
+
+
+def _loads(text: str) -> Any:
+    """``json.loads(text)``, less the layers around the parser: one JSON value with only
+    whitespace around it, else ``ValueError``.
+
+    Webhook bodies are UTF-8 (RFC 8259 requires it between systems; Intercom and Sanity send
+    it), so the bytes are decoded as UTF-8 rather than sniffed for UTF-16 or 32 as ``json.loads``
+    does for bytes.
+    """
+    start = 0
+    if text[:1] in _JSON_SPACE and text:
+        start = len(text) - len(text.lstrip(_JSON_SPACE))
+    try:
+        value, end = _scan_value(text, start)
+    except StopIteration as missing:
+        raise json.JSONDecodeError("Expecting value", text, missing.value) from None
+    if end != len(text) and text[end:].strip(_JSON_SPACE):
+        raise json.JSONDecodeError("Extra data", text, end)
+    return value
+
+
 def parse_object(raw: bytes, max_depth: int) -> dict[str, Any]:
     """The body as a JSON object; :class:`BodyError` (400) names what is wrong with it."""
     # Cheap first: a body with fewer brackets than the limit cannot nest deeper than it.
     if raw.count(b"[") + raw.count(b"{") > max_depth and json_depth(raw) > max_depth:
         raise BodyError(400, "invalid_body", f"JSON nested deeper than {max_depth} levels")
     try:
-        payload = json.loads(raw)
+        payload = _loads(raw.decode())
     except UnicodeDecodeError:
         raise BodyError(400, "invalid_body", "body is not valid UTF-8") from None
     except (ValueError, RecursionError):

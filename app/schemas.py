@@ -34,7 +34,7 @@ NO_MATCH = "String does not match expected pattern."
 
 def _intercom_id(value: Any) -> str:
     """An id given as a string or an integer, returned as a string."""
-    if isinstance(value, bool) or not isinstance(value, str | int):
+    if isinstance(value, bool) or not isinstance(value, (str, int)):  # a tuple: cheaper per call
         raise ValidationError("must be a string id")
     text = str(value)
     if not INTERCOM_ID.fullmatch(text):
@@ -70,7 +70,7 @@ def timestamp(value: Any) -> float | None:
     """
     if value is None or isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
+    if isinstance(value, (int, float)):
         return float(value)
     if not isinstance(value, str) or len(value) > 64:
         return None
@@ -125,7 +125,7 @@ class IntercomNotification:
                 data = _notification_data(payload["data"])
             except ValidationError as exc:
                 errors["data"] = exc.messages
-        if not errors and topic.split(".")[0] in ("conversation", "contact") and (
+        if not errors and topic.partition(".")[0] in ("conversation", "contact") and (
                 not data["item"]["id"]):  # fmt: skip
             errors["data.item.id"] = ["missing for this topic"]
         if errors:

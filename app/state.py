@@ -34,6 +34,8 @@ class ReceiverState:
         self._clock = clock
         # Settings are frozen: which variables each feature lacks is known once, not per webhook.
         self._missing = {feature: settings.missing(feature) for feature in settings.FEATURES}
+        # Whether any feature is off: when none is (a full deployment), a webhook skips asking.
+        self.some_off = any(self._missing.values())
 
     def missing(self, feature: str) -> list[str]:
         """The variables ``feature`` needs that are not set (empty when it is on)."""

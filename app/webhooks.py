@@ -7,7 +7,6 @@ good, so only a request that can never succeed gets a 4xx, and a 2xx means the j
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Any
@@ -20,8 +19,8 @@ from app.body import BodyError, parse_object, read_body
 from app.schemas import IntercomNotification, SanityBody, first_error
 from app.signatures import SANITY_FUTURE_TOLERANCE_MS, verify_intercom, verify_sanity
 from app.state import ReceiverState
-from workers.jobs import metrics, routing
-from workers.jobs.logs import log_event
+from workers.jobs import json_text, metrics, routing
+from workers.jobs.logs import log_fields
 
 logger = logging.getLogger("intercom_sync.receiver")
 
@@ -62,24 +61,19 @@ def _state() -> ReceiverState:
 STARTED = "intercom_sync.started"
 
 
-def reply(status: int, body: dict[str, Any], **log_fields: Any) -> Response:
-    """A JSON answer, and the one log line for this request."""
+def reply(status: int, body: dict[str, Any], fields: dict[str, Any]) -> Response:
+    """A JSON answer, and the one log line for this request, with ``fields`` (ids, never
+    payloads) after its status, outcome and duration."""
     started = request.environ.get(STARTED)
-    duration = round((time.perf_counter() - started) * 1000, 2) if started else None
+    # Milliseconds to two places (``round(x, 2)`` formats and parses the number to do so).
+    duration = int((time.perf_counter() - started) * 100_000 + 0.5) / 100 if started else None
     outcome = body.get("status") or body.get("error")
-    metrics.webhook_answered(log_fields.get("source"), outcome,
+    metrics.webhook_answered(fields.get("source"), outcome,
                              None if duration is None else duration / 1000)  # fmt: skip
     level = logging.WARNING if status >= 500 else logging.INFO
-    log_event(
-        logger,
-        "webhook",
-        level,
-        status=status,
-        outcome=outcome,
-        duration_ms=duration,
-        **log_fields,
-    )
-    return Response(json.dumps(body), status=status, mimetype="application/json")
+    line = {"status": status, "outcome": outcome, "duration_ms": duration, **fields}
+    log_fields(logger, "webhook", level, line)
+    return Response(json_text.dumps(body), status=status, mimetype="application/json")
 
 
 def _disabled(state: ReceiverState, source: str, feature: str) -> Response | None:
@@ -92,11 +86,12 @@ def _disabled(state: ReceiverState, source: str, feature: str) -> Response | Non
             "error": "not_configured",
             "reason": f"{source} webhooks are off: set {', '.join(missing)}",
         },
-        source=source,
+        {"source": source},
     )
 
 
-def _switched_off(state: ReceiverState, task_name: str, **log_fields: Any) -> Response | None:
+def _switched_off(state: ReceiverState, task_name: str,
+                  fields: dict[str, Any]) -> Response | None:  # fmt: skip
     """``200 ignored`` naming the missing variables when ``task_name``'s feature is off."""
     feature = TASK_FEATURES[task_name]
     missing = state.missing(feature)
@@ -104,38 +99,38 @@ def _switched_off(state: ReceiverState, task_name: str, **log_fields: Any) -> Re
         return None
     return reply(200, {"status": "ignored",
                        "reason": f"{feature} is off: set {', '.join(missing)}"},
-                 task=task_name, **log_fields)  # fmt: skip
+                 {"task": task_name, **fields})  # fmt: skip
 
 
 def _enqueue(state: ReceiverState, task_name: str, args: tuple[str, ...], dedup_key: str | None,
-             also_once: tuple[str, int] | None = None, **log_fields: Any) -> Response:
+             fields: dict[str, Any], also_once: tuple[str, int] | None = None) -> Response:
     try:
         result = state.enqueuer().enqueue(task_name, args, dedup_key, also_once=also_once)
     except redis.RedisError as exc:
         return reply(
             503,
             {"error": "unavailable", "reason": "the job queue is unavailable; retry later"},
-            task=task_name, redis_error=type(exc).__name__, **log_fields,
+            {"task": task_name, "redis_error": type(exc).__name__, **fields},
         )  # fmt: skip
     if not result.queued:
         return reply(
             200, {"status": "duplicate", "task_id": result.task_id},
-            task=task_name, task_id=result.task_id, **log_fields,
+            {"task": task_name, "task_id": result.task_id, **fields},
         )  # fmt: skip
     return reply(
         202, {"status": "queued", "task": task_name, "task_id": result.task_id},
-        task=task_name, task_id=result.task_id, **log_fields,
+        {"task": task_name, "task_id": result.task_id, **fields},
     )  # fmt: skip
 
 
-def _body(state: ReceiverState, source: str) -> bytes | Response:
+def _body(state: ReceiverState, environ: dict[str, Any], source: str) -> bytes | Response:
     """The raw body, bounded in size and read time, or the JSON answer refusing it."""
     settings = state.settings
     try:
-        return read_body(request.environ, settings.WEBHOOK_MAX_BODY_BYTES,
+        return read_body(environ, settings.WEBHOOK_MAX_BODY_BYTES,
                          settings.WEBHOOK_BODY_TIMEOUT_SECONDS)  # fmt: skip
     except BodyError as bad:
-        return reply(bad.status, {"error": bad.error, "reason": bad.reason}, source=source)
+        return reply(bad.status, {"error": bad.error, "reason": bad.reason}, {"source": source})
 
 
 def _load(state: ReceiverState, raw: bytes, schema: Any) -> dict[str, Any]:
@@ -154,11 +149,15 @@ def _stale(state: ReceiverState, event: dict[str, Any]) -> str | None:
     accepted once already and forgotten, so accepting it again could run its job twice. The more
     recent of ``first_sent_at`` and ``created_at`` counts (an old event first sent now is new).
     """
-    stamps = [t for t in (event.get("first_sent_at"), event.get("created_at")) if t is not None]
-    if not stamps:
+    first_sent, created = event["first_sent_at"], event["created_at"]
+    if first_sent is None or (created is not None and created > first_sent):
+        newest = created
+    else:
+        newest = first_sent
+    if newest is None:
         return None
     ttl = state.settings.DEDUP_TTL_SECONDS
-    age = state.now_ms() / 1000 - max(stamps)
+    age = state.now_ms() / 1000 - newest
     if age <= ttl:
         return None
     return f"notification is {int(age)} s old, older than the {ttl} s de-duplication window"
@@ -166,57 +165,60 @@ def _stale(state: ReceiverState, event: dict[str, Any]) -> str | None:
 
 @bp.route("/webhooks/intercom", methods=["POST", "HEAD"])
 def intercom() -> Response:
-    if request.method == "HEAD":
+    # Headers straight from the WSGI environ (``request.headers`` costs a lookup object per read,
+    # and every use of ``request`` a context lookup).
+    environ = request.environ
+    if environ["REQUEST_METHOD"].upper() == "HEAD":
         # Intercom validates the URL with a HEAD request before saving a subscription.
         return Response(status=200, mimetype="application/json")
     state = _state()
-    refused = _disabled(state, "intercom", "intercom_webhooks")
+    refused = state.some_off and _disabled(state, "intercom", "intercom_webhooks")
     if refused:
         return refused
-    raw = _body(state, "intercom")
+    raw = _body(state, environ, "intercom")
     if isinstance(raw, Response):
         return raw
-    if not verify_intercom(raw, request.environ.get("HTTP_X_HUB_SIGNATURE"),
+    if not verify_intercom(raw, environ.get("HTTP_X_HUB_SIGNATURE"),
                            state.settings.INTERCOM_CLIENT_SECRET):
         return reply(401, {"error": "invalid_signature",
                            "reason": "X-Hub-Signature is missing or does not match"},
-                     source="intercom")  # fmt: skip
+                     {"source": "intercom"})  # fmt: skip
     try:
         event = _load(state, raw, _intercom_schema)
     except BodyError as bad:
-        return reply(bad.status, {"error": bad.error, "reason": bad.reason}, source="intercom")
+        return reply(bad.status, {"error": bad.error, "reason": bad.reason},
+                     {"source": "intercom"})  # fmt: skip
     topic, notification_id = event["topic"], event["id"]
     item_id = event["data"]["item"].get("id")
     fields = {"source": "intercom", "topic": topic, "notification_id": notification_id,
               "item_id": item_id}  # fmt: skip
     if topic == "ping":
-        return reply(200, {"status": "pong"}, **fields)
+        return reply(200, {"status": "pong"}, fields)
     task_name = INTERCOM_ROUTES.get(topic)
     if task_name is None:
         return reply(200, {"status": "ignored", "reason": f"no handler for topic {topic}"},
-                     **fields)  # fmt: skip
+                     fields)  # fmt: skip
     stale = _stale(state, event)
     if stale:
-        return reply(200, {"status": "ignored", "reason": stale}, **fields)
-    off = _switched_off(state, task_name, **fields)
+        return reply(200, {"status": "ignored", "reason": stale}, fields)
+    off = state.some_off and _switched_off(state, task_name, fields)
     if off:
         return off
     dedup = f"intercom:{notification_id}" if notification_id else None
-    return _enqueue(state, task_name, (item_id,), dedup, **fields)
+    return _enqueue(state, task_name, (item_id,), dedup, fields)
 
 
 @bp.route("/webhooks/sanity", methods=["POST"])
 def sanity() -> Response:
     state = _state()
-    refused = _disabled(state, "sanity", "sanity_webhooks")
+    refused = state.some_off and _disabled(state, "sanity", "sanity_webhooks")
     if refused:
         return refused
     settings = state.settings
-    raw = _body(state, "sanity")
+    environ = request.environ  # as in intercom()
+    raw = _body(state, environ, "sanity")
     if isinstance(raw, Response):
         return raw
-    # Headers straight from the WSGI environ (``request.headers`` costs a lookup object per read).
-    environ = request.environ
     signature = environ.get("HTTP_SANITY_WEBHOOK_SIGNATURE")
     verdict = verify_sanity(
         raw,
@@ -227,11 +229,11 @@ def sanity() -> Response:
     )
     if not verdict.ok:
         return reply(401, {"error": "invalid_signature", "reason": verdict.reason},
-                     source="sanity")  # fmt: skip
+                     {"source": "sanity"})  # fmt: skip
     try:
         body = _load(state, raw, _sanity_schema)
     except BodyError as bad:
-        return reply(bad.status, {"error": bad.error, "reason": bad.reason}, source="sanity")
+        return reply(bad.status, {"error": bad.error, "reason": bad.reason}, {"source": "sanity"})
     # The signature covers the body only: what routes the job (document, operation) comes from
     # the body, and a header that says otherwise is a replay with altered headers.
     document_id = body["document_id"]
@@ -243,23 +245,23 @@ def sanity() -> Response:
     if header_id is not None and header_id != document_id:
         return reply(400, {"error": "invalid_header",
                            "reason": "sanity-document-id does not match the signed body's _id"},
-                     **fields)  # fmt: skip
+                     fields)  # fmt: skip
     if operation not in SANITY_OPERATIONS:
         return reply(400, {"error": "invalid_operation",
                            "reason": "sanity-operation must be create, update or delete"},
-                     **fields)  # fmt: skip
+                     fields)  # fmt: skip
     if key is not None and not 0 < len(key) <= 256:
         return reply(400, {"error": "invalid_header",
                            "reason": "idempotency-key must be 1 to 256 characters"},
-                     **fields)  # fmt: skip
+                     fields)  # fmt: skip
     if document_id.startswith(("drafts.", "versions.")):
-        return reply(200, {"status": "ignored", "reason": "draft or release version"}, **fields)
+        return reply(200, {"status": "ignored", "reason": "draft or release version"}, fields)
     dataset = environ.get("HTTP_SANITY_DATASET")
     if settings.SANITY_DATASET and dataset and dataset != settings.SANITY_DATASET:
         return reply(200, {"status": "ignored", "reason": f"dataset {dataset} is not synced"},
-                     **fields)  # fmt: skip
+                     fields)  # fmt: skip
     task_name = SANITY_OPERATIONS[operation]
-    off = _switched_off(state, task_name, **fields)
+    off = state.some_off and _switched_off(state, task_name, fields)
     if off:
         return off
     dedup = f"sanity:{key}" if key else None
@@ -267,4 +269,4 @@ def sanity() -> Response:
     # whatever idempotency key comes with it.
     window = settings.SANITY_WEBHOOK_TOLERANCE_SECONDS + SANITY_FUTURE_TOLERANCE_MS // 1000
     once = (f"sanity-signature:{signature}", window)
-    return _enqueue(state, task_name, (document_id,), dedup, once, **fields)
+    return _enqueue(state, task_name, (document_id,), dedup, fields, once)

@@ -18,15 +18,17 @@ from __future__ import annotations
 import base64
 import json
 import os
-from dataclasses import dataclass
+import re
+from collections.abc import Callable
 from json.encoder import encode_basestring_ascii
-from typing import Any
+from operator import itemgetter
+from typing import Any, NamedTuple
 
 import redis
 from celery import Celery
 from celery.utils.saferepr import saferepr
 
-from workers.jobs import routing
+from workers.jobs import json_text, routing
 
 DEDUP_PREFIX = "intercom-sync:dedup:"
 
@@ -51,10 +53,10 @@ return {1, ARGV[1]}
 
 # Placeholders in the serialised envelope (no JSON escaping changes them, and no Celery header
 # holds such text), replaced by each message's values.
-_TASK_ID, _ARGSREPR, _DELIVERY_TAG, _BODY = ("@@task-id@@", "@@argsrepr@@", "@@delivery-tag@@",
-                                             "@@body@@")  # fmt: skip
-_FIELDS = {f'"{_TASK_ID}"': "%(id)s", f'"{_ARGSREPR}"': "%(argsrepr)s",
-           f'"{_DELIVERY_TAG}"': "%(tag)s", f'"{_BODY}"': "%(body)s"}  # fmt: skip
+_PLACEHOLDERS = {"id": "@@task-id@@", "argsrepr": "@@argsrepr@@", "tag": "@@delivery-tag@@",
+                 "body": "@@body@@"}  # fmt: skip
+_PLACEHOLDER = re.compile('"(' + "|".join(map(re.escape, _PLACEHOLDERS.values())) + ')"')
+_FIELD_OF = {placeholder: field for field, placeholder in _PLACEHOLDERS.items()}
 
 
 def random_uuid4s(count: int) -> list[str]:
@@ -76,20 +78,21 @@ def random_uuid4() -> str:
     return random_uuid4s(1)[0]
 
 
-def _json_list(items: list[Any]) -> str:
-    """``json.dumps(items)``; a list of strings without the encoder's set-up."""
-    if all(type(item) is str for item in items):
-        return "[" + ", ".join(map(encode_basestring_ascii, items)) + "]"
-    return json.dumps(items)
-
-
-@dataclass(frozen=True)
-class Enqueued:
+class Enqueued(NamedTuple):
     """What happened: ``queued`` is False when the de-duplication key was already there."""
 
     queued: bool
     task_id: str
     task_name: str
+
+
+class _Text(NamedTuple):
+    """A task's serialised envelope: ``pieces`` alternate constant JSON and (at the odd places)
+    the placeholders of the fields ``fields`` picks from a message's values, in that order."""
+
+    pieces: list[str]
+    fields: Callable[[dict[str, str]], tuple[str, ...]]
+    embed: str
 
 
 class Enqueuer:
@@ -101,7 +104,7 @@ class Enqueuer:
         self._dedup_ttl = dedup_ttl
         self._script = client.register_script(DEDUP_ENQUEUE_SCRIPT)
         self._templates: dict[str, dict[str, Any]] = {}
-        self._texts: dict[str, tuple[str, str]] = {}
+        self._texts: dict[str, _Text] = {}
 
     def _template(self, task_name: str) -> dict[str, Any]:
         """Celery's message for ``task_name``, built once; only ids and arguments vary."""
@@ -122,28 +125,28 @@ class Enqueuer:
             self._templates[task_name] = template
         return template
 
-    def _text(self, task_name: str) -> tuple[str, str]:
-        """The envelope's JSON for ``task_name`` as a ``%`` format with named fields where the
-        ids, the arguments' repr and the body go, and the JSON of the body's constant tail;
-        built once."""
+    def _text(self, task_name: str) -> _Text:
+        """The envelope's JSON for ``task_name`` cut where the ids, the arguments' repr and the
+        body go, and the JSON of the body's constant tail; built once."""
         text = self._texts.get(task_name)
         if text is None:
             template = self._template(task_name)
             headers = dict(template["headers"])
-            headers.update(id=_TASK_ID, root_id=_TASK_ID, argsrepr=_ARGSREPR)
+            headers.update(id=_PLACEHOLDERS["id"], root_id=_PLACEHOLDERS["id"],
+                           argsrepr=_PLACEHOLDERS["argsrepr"])  # fmt: skip
             properties = dict(template["properties"])
-            properties.update(correlation_id=_TASK_ID, delivery_tag=_DELIVERY_TAG)
+            properties.update(correlation_id=_PLACEHOLDERS["id"], delivery_tag=_PLACEHOLDERS["tag"])
             envelope = {
-                "body": _BODY,
+                "body": _PLACEHOLDERS["body"],
                 "content-encoding": "utf-8",
                 "content-type": "application/json",
                 "headers": headers,
                 "properties": properties,
             }
-            fmt = json.dumps(envelope, separators=(",", ":")).replace("%", "%%")
-            for placeholder, field in _FIELDS.items():
-                fmt = fmt.replace(placeholder, field)
-            text = (fmt, json.dumps(template["embed"]))
+            # Constant pieces at the even places, the fields' placeholders at the odd ones.
+            pieces = _PLACEHOLDER.split(json.dumps(envelope, separators=(",", ":")))
+            fields = [_FIELD_OF[placeholder] for placeholder in pieces[1::2]]
+            text = _Text(pieces, itemgetter(*fields), json.dumps(template["embed"]))
             self._texts[task_name] = text
         return text
 
@@ -152,26 +155,32 @@ class Enqueuer:
         """The JSON kombu's Redis transport stores for ``send_task(task_name, args)``.
 
         Celery's ``as_task_v2`` runs once per task name (it costs more than the Redis round
-        trip), and so does serialising the envelope around it: each message fills the ids,
-        the arguments and the body into that text in one pass (byte for byte what serialising
-        the whole envelope gives; the integration tests compare it with Celery's own
-        ``send_task``). ``delivery_tag`` is a new uuid4 unless given.
+        trip), and so does serialising the envelope around it: each message puts the ids, the
+        arguments and the body between that text's constant pieces (byte for byte what
+        serialising the whole envelope gives; the integration tests compare it with Celery's
+        own ``send_task``). ``delivery_tag`` is a new uuid4 unless given.
         """
-        fmt, embed = self._text(task_name)
+        text = self._text(task_name)
         arg_list = list(args)
-        body = f"[{_json_list(arg_list)}, {{}}, {embed}]".encode()
+        body = f"[{json_text.dumps(arg_list)}, {{}}, {text.embed}]".encode()
         # Celery's saferepr walks its argument token by token (a tenth of the receiver's own
         # time per webhook); for a few short ids it returns exactly ``repr``.
-        short_ids = len(arg_list) <= 4 and all(
-            isinstance(arg, str) and len(arg) <= 256 for arg in arg_list)
+        short_ids = len(arg_list) <= 4
+        for arg in arg_list:
+            if type(arg) is not str or len(arg) > 256:
+                short_ids = False
+                break
         argsrepr = repr(arg_list) if short_ids else saferepr(arg_list)
         # Base64 and uuid4 text need no JSON escaping: quoting them is their JSON.
-        return (fmt % {
+        values = {
             "body": f'"{base64.b64encode(body).decode()}"',
             "id": encode_basestring_ascii(task_id),
             "argsrepr": encode_basestring_ascii(argsrepr),
             "tag": f'"{delivery_tag or random_uuid4()}"',
-        }).encode()  # fmt: skip
+        }
+        pieces = text.pieces.copy()
+        pieces[1::2] = text.fields(values)
+        return "".join(pieces).encode()
 
     def enqueue(
         self,

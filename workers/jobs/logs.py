@@ -9,9 +9,9 @@ libraries such as urllib3 or Celery log).
 
 from __future__ import annotations
 
+import _thread
 import json
 import logging
-import math
 import re
 import sys
 import time
@@ -22,7 +22,8 @@ _RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
 
 def _fields(record: logging.LogRecord) -> list[tuple[str, Any]]:
-    """The fields a caller added to ``record`` (``extra=``), in the order they were given."""
+    """The fields a caller added to ``record`` (``extra=``), in the order they were given; both
+    formatters leave out those whose value is None."""
     return [(key, value) for key, value in record.__dict__.items()
             if key not in _RESERVED and key[:1] != "_"]  # fmt: skip
 
@@ -105,7 +106,7 @@ def _may_hold_token(text: str) -> bool:
     """Whether ``text`` holds a prefix ``_BARE_TOKEN`` starts with (a few substring tests are
     cheaper than one scan by a pattern of alternatives)."""
     return (
-        "_live_" in text or "_test_" in text or "tok" in text or "gh" in text or "xox" in text
+        "_live_" in text or "_test_" in text or "gh" in text or "xox" in text
         or "AKIA" in text or "whsec_" in text or "eyJ" in text
     )
 
@@ -125,17 +126,20 @@ def scrub(text: str) -> str:
     free text (errors, exceptions, log lines). Linear in the length of ``text``."""
     if "@" in text:
         text = _EMAIL.sub("[email]", text)
-    if "%40" in text:
+    if "%" in text and "%40" in text:  # one character is a cheaper search than three
         text = _EMAIL_ENCODED.sub("[email]", text)
     low = text.lower()
     if "authorization" in low:
         text = _AUTHORIZATION.sub(r"\1[redacted]", text)
     if "bearer" in low:
         text = _BEARER.sub(r"\1[redacted]", text)
-    if "token" in low or "secret" in low or "passw" in low or "api" in low or "dsn" in low:
+    # "tok" in any case: a line without it holds neither "token" nor a "tok-" token.
+    tok = "tok" in low
+    if ((tok and "token" in low) or "secret" in low or "passw" in low or "api" in low
+            or "dsn" in low):  # fmt: skip
         text = _SECRETISH.sub(r"\1[redacted]", text)
         text = _WORD_THEN_SECRET.sub(_mask_word_secret, text)
-    if _may_hold_token(text):
+    if (tok and "tok" in text) or _may_hold_token(text):
         text = _BARE_TOKEN.sub("[redacted]", text)
     if "basic" in low:
         text = _BASIC.sub(r"\1[redacted]", text)
@@ -201,7 +205,8 @@ class JsonFormatter(logging.Formatter):
             "event": scrub(message),
         }
         for key, value in fields:
-            payload[key] = _scrub_fields(value)
+            if value is not None:
+                payload[key] = _scrub_fields(value)
         if exc:
             payload["exc"] = scrub(exc)
         return json.dumps(payload, default=str, separators=(",", ":"))
@@ -235,12 +240,27 @@ class TextFormatter(logging.Formatter):
 
 
 def _with_fields(line: str, fields: Iterable[tuple[str, Any]]) -> str:
-    """``line`` with the fields as ``key=value`` at the end of its first line, scrubbed."""
-    extras = " ".join([f"{key}={value}" if type(value) is str and value and " " not in value
-                       else f"{key}={_text_value(value)}" for key, value in fields])  # fmt: skip
+    """``line`` with the fields as ``key=value`` at the end of its first line, scrubbed.
+
+    A value is written as it is when it is an int or a non-empty string with no space and
+    nothing unprintable; anything else goes through :func:`_text_value`, which quotes such a
+    string as JSON, so that a value holding a line break (a notification id is the sender's
+    text) cannot start a forged line. (The test is written out here rather than called: this
+    runs for every field of every line.)
+    """
+    extras = " ".join([
+        f"{key}={value}"
+        if (type(value) is str and value.isprintable() and " " not in value and value)
+        or type(value) is int
+        else f"{key}={_text_value(value)}"
+        for key, value in fields if value is not None
+    ])  # fmt: skip
     if extras:
-        head, sep, tail = line.partition("\n")
-        line = head + " " + extras + sep + tail
+        if "\n" in line:
+            head, sep, tail = line.partition("\n")
+            line = head + " " + extras + sep + tail
+        else:
+            line = line + " " + extras
     return scrub(line)  # the last word: whatever a caller or a library logged
 
 
@@ -250,16 +270,31 @@ def _msecs(created: float) -> float:
 
 
 def _text_value(value: Any) -> str:
-    kind = type(value)
-    if kind is int or (kind is float and math.isfinite(value)):
-        return repr(value)  # what json.dumps writes for them, without its encoder
-    text = value if kind is str or isinstance(value, str) else json.dumps(value, default=str)
-    return json.dumps(text) if (" " in text or not text) else text
+    """A field's value in a text line: a finite float as ``repr`` (what ``json.dumps`` writes,
+    without its encoder), anything else not a string as JSON, and a string quoted as JSON when
+    it is empty or holds a space or an unprintable character."""
+    if type(value) is float and value - value == 0:  # inf and nan are not
+        return repr(value)
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return json.dumps(text) if (" " in text or not text or not text.isprintable()) else text
 
 
 class LineHandler(logging.StreamHandler):
     """``StreamHandler`` writing each line and flushing it under the one lock ``handle`` holds
-    (the stock ``flush`` takes the lock again: a cost on every line)."""
+    (the stock ``flush`` takes the lock again: a cost on every line).
+
+    That lock is the interpreter's own re-entrant lock (``_thread.RLock``) even where gevent has
+    patched ``threading`` (the receiver's workers): there ``threading.RLock`` is the pure-Python
+    one, and taking and releasing it cost more than a tenth of the receiver's own work per
+    webhook. Nothing done while holding it lets another greenlet run (formatting, then a
+    blocking write to a file or pipe), so a greenlet-aware lock would protect nothing more;
+    between real threads (Celery's thread pool, gevent's) the interpreter's lock excludes as it
+    should, and it is re-initialised after a fork as the stock one is.
+    """
+
+    def createLock(self) -> None:
+        super().createLock()  # also registers the handler to re-initialise its lock after a fork
+        self.lock = _thread.RLock()
 
     def emit(self, record: logging.LogRecord) -> None:
         self._write(lambda: self.format(record), lambda: record)
@@ -269,10 +304,10 @@ class LineHandler(logging.StreamHandler):
         line, from the formatter's ``format_event``, written under the same lock."""
         formatter: TextFormatter | JsonFormatter = self.formatter  # type: ignore[assignment]
         created = time.time()
+        levelname = logging.getLevelName(level)
         with self.lock:
             self._write(
-                lambda: formatter.format_event(created, logging.getLevelName(level), name, event,
-                                               fields),
+                lambda: formatter.format_event(created, levelname, name, event, fields),
                 lambda: _event_record(name, level, event, fields),
             )  # fmt: skip
 
@@ -303,7 +338,7 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
 def _event_record(name: str, level: int, event: str, fields: dict[str, Any]) -> logging.LogRecord:
     record = logging.getLogRecordFactory()(name, level, "(unknown file)", 0, event, (), None,
                                            "(unknown function)")  # fmt: skip
-    record.__dict__.update(fields)
+    record.__dict__.update({key: value for key, value in fields.items() if value is not None})
     return record
 
 
@@ -340,12 +375,17 @@ def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **f
     ``logging``'s dispatch, which cost as much as the line itself: the receiver writes one per
     webhook.
     """
+    log_fields(logger, event, level, fields)
+
+
+def log_fields(logger: logging.Logger, event: str, level: int, fields: dict[str, Any]) -> None:
+    """:func:`log_event` with the fields as a dict, for a caller that has them as one already
+    (the receiver's answer); the dict is read, not kept or changed."""
     if logger.isEnabledFor(level):
-        extra = {k: v for k, v in fields.items() if v is not None}
-        if not _RESERVED.isdisjoint(extra):  # as Logger.makeRecord refuses them
-            raise KeyError(f"attempt to overwrite {sorted(_RESERVED & extra.keys())} in LogRecord")
+        if not _RESERVED.isdisjoint(fields):  # as Logger.makeRecord refuses them
+            raise KeyError(f"attempt to overwrite {sorted(_RESERVED & fields.keys())} in LogRecord")
         handler = _sole_line_handler(logger, level)
         if handler is not None:
-            handler.write_event(logger.name, level, event, extra)
+            handler.write_event(logger.name, level, event, fields)
         else:
-            logger.handle(_event_record(logger.name, level, event, extra))
+            logger.handle(_event_record(logger.name, level, event, fields))

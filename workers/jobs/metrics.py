@@ -198,20 +198,21 @@ def word(value: object) -> str:
     return value if isinstance(value, str) and _WORD.fullmatch(value) else "other"
 
 
-# The series each (source, outcome) answer writes to: ``labels()`` looks them up under a lock on
-# every call, and every webhook answer comes here. Bounded: a handful of sources and outcomes.
+# The series each (source, outcome) answer writes to, by the values as given: ``labels()`` looks
+# them up under a lock on every call, and every webhook answer comes here. Bounded: a handful of
+# sources and outcomes.
 _webhook_series: dict[tuple[str, str], tuple[Any, Any]] = {}
 
 
 @_never_raises
 def webhook_answered(source: object, outcome: object, seconds: float | None) -> None:
     """Count one webhook answer (and its duration, when known)."""
-    key = (source if source in WEBHOOK_SOURCES else "other", word(outcome))
-    series = _webhook_series.get(key)
+    series = _webhook_series.get((source, outcome))
     if series is None:
+        key = (source if source in WEBHOOK_SOURCES else "other", word(outcome))
         series = (WEBHOOKS.labels(*key), WEBHOOK_DURATION.labels(key[0]))
         if len(_webhook_series) < 256:
-            _webhook_series[key] = series
+            _webhook_series[(source, outcome)] = series
     series[0].inc()
     if seconds is not None:
         series[1].observe(max(0.0, seconds))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hmac
+import random
 import re
 
 import pytest
@@ -13,6 +15,7 @@ from app.signatures import (
     verify_sanity,
 )
 from tests.conftest import VECTORS, load_json
+from workers.jobs.signing import HmacKey
 from workers.settings import Secret
 
 SANITY = load_json(VECTORS / "sanity-webhook-signatures.json")
@@ -118,3 +121,25 @@ def test_intercom_rotation() -> None:
     body = (VECTORS / case["file"]).read_bytes()
     assert verify_intercom(body, case["header"], [Secret("previous"), Secret(case["secret"])])
     assert not verify_intercom(body, case["header"], [])
+
+
+@pytest.mark.parametrize("digest", ["sha1", "sha256"])
+def test_hmac_key_equals_the_standard_library(digest: str) -> None:
+    """Keys shorter than, equal to and longer than the hash's block (hashed first), messages
+    given whole or in parts."""
+    rng = random.Random(7)
+    for key_length in (0, 1, 20, 63, 64, 65, 100, 200):
+        key = rng.randbytes(key_length)
+        for length in (0, 1, 55, 64, 1000):
+            message = rng.randbytes(length)
+            expected = hmac.digest(key, message, digest)
+            assert HmacKey(key, digest).digest(message) == expected
+            cut = length // 3
+            assert HmacKey(key, digest).digest(message[:cut], message[cut:]) == expected
+
+
+def test_hmac_key_states_are_not_consumed() -> None:
+    key = HmacKey(b"secret", "sha256")
+    first = key.digest(b"one")
+    key.digest(b"two")
+    assert key.digest(b"one") == first == hmac.digest(b"secret", b"one", "sha256")

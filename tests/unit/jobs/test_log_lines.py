@@ -13,14 +13,19 @@ import io
 import json
 import logging
 import math
+import re
+import subprocess
 import sys
+import threading
 import time
 from typing import Any
 from unittest import mock
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.processes import REPO_ROOT
 from workers.jobs.logs import JsonFormatter, LineHandler, TextFormatter, log_event, scrub
 
 _RESERVED = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
@@ -35,10 +40,11 @@ def _reference_text(record: logging.LogRecord) -> str:
     line = logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s").format(record)
     extras = []
     for key, value in record.__dict__.items():
-        if key in _RESERVED or key.startswith("_"):
+        if key in _RESERVED or key.startswith("_") or value is None:
             continue
         text = value if isinstance(value, str) else json.dumps(value, default=str)
-        extras.append(f"{key}={json.dumps(text) if (' ' in text or not text) else text}")
+        quote = " " in text or not text or not text.isprintable()
+        extras.append(f"{key}={json.dumps(text) if quote else text}")
     if extras:
         head, sep, tail = line.partition("\n")
         line = head + " " + " ".join(extras) + sep + tail
@@ -50,13 +56,14 @@ def _reference_json(record: logging.LogRecord) -> dict[str, Any]:
     payload = {"ts": f"{stamp}.{int(record.msecs):03d}Z", "level": record.levelname,
                "logger": record.name, "event": scrub(record.getMessage())}  # fmt: skip
     for key, value in record.__dict__.items():
-        if key not in _RESERVED and not key.startswith("_"):
+        if key not in _RESERVED and not key.startswith("_") and value is not None:
             payload[key] = json.loads(json.dumps(value, default=str))
     return payload
 
 
 _VALUES = (
-    st.integers(min_value=-(2**70), max_value=2**70)
+    st.none()
+    | st.integers(min_value=-(2**70), max_value=2**70)
     | st.floats(allow_nan=True, allow_infinity=True)
     | st.booleans()
     | st.text(max_size=20)
@@ -125,6 +132,17 @@ def test_log_event_writes_the_fields_and_leaves_out_none(text_logger) -> None:
     assert len(lines) == 1
     assert lines[0].endswith(
         " INFO intercom_sync.test.log_event webhook status=202 task_id=abc duration_ms=1.5")
+
+
+@pytest.mark.parametrize("value",
+                         ["n-1\nINFO forged line", "a\rb", "a\u2028b", "tab\there", "nul\x00"])
+def test_a_value_cannot_break_the_line(text_logger, value: str) -> None:
+    """A sender's text (a notification id is one) with a line break or a control character is
+    written quoted, escaped as JSON: the line stays one line and nothing in it is forged."""
+    logger, stream = text_logger("intercom_sync.test.forged")
+    log_event(logger, "webhook", notification_id=value, status=200)
+    (line,) = stream.getvalue().splitlines()
+    assert line.endswith(f" webhook notification_id={json.dumps(value)} status=200")
 
 
 def test_fields_of_a_record_from_another_factory_are_found_too() -> None:
@@ -243,3 +261,47 @@ def test_a_line_that_cannot_be_written_goes_to_handle_error_with_its_record(text
         logger.info("plain")  # the record's path
     assert [(r.getMessage(), getattr(r, "task_id", None)) for r in failed] == [
         ("webhook", "t-1"), ("plain", None)]  # fmt: skip
+
+
+def test_the_handler_keeps_the_interpreter_s_lock_where_gevent_patched_threading() -> None:
+    """The receiver's workers run gevent-patched: the stock handler then gets the pure-Python
+    RLock, this one the interpreter's."""
+    code = (
+        "from gevent import monkey; monkey.patch_all()\n"
+        "import _thread, io, logging\n"
+        "from workers.jobs.logs import LineHandler\n"
+        "assert type(logging.StreamHandler().lock) is not _thread.RLock\n"
+        "assert type(LineHandler(io.StringIO()).lock) is _thread.RLock\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+
+class _SlowStream(io.StringIO):
+    """Writes a line a character at a time, letting other threads run in between."""
+
+    def write(self, text: str) -> int:
+        for char in text:
+            super().write(char)
+            time.sleep(0)
+        return len(text)
+
+
+def test_lines_from_many_threads_stay_whole(text_logger) -> None:
+    logger, _ = text_logger("intercom_sync.test.threads")
+    stream = _SlowStream()
+    logger.handlers[0].setStream(stream)
+
+    def write(n: int) -> None:
+        for i in range(50):
+            log_event(logger, "event", writer=n, line=i)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 300
+    assert all(re.search(r" event writer=\d line=\d+$", line) for line in lines), lines[:5]
