@@ -221,7 +221,7 @@ def _loads(text: str) -> Any:
     does for bytes.
     """
     start = 0
-    if text[:1] in _JSON_SPACE and text:
+    if text and text[0] in _JSON_SPACE:
         start = len(text) - len(text.lstrip(_JSON_SPACE))
     try:
         value, end = _scan_value(text, start)
