@@ -276,13 +276,27 @@ class Answers:
 
 class Sender:
     """Signed deliveries as Intercom and Sanity make them, each re-sent after a 5xx, a 429 or
-    no answer until it gets one (Intercom retries, Sanity retries for 30 minutes)."""
+    no answer until it gets one (Intercom retries, Sanity retries for 30 minutes).
+
+    Every Sanity attempt is signed at a millisecond of its own. The receiver accepts a
+    signature value once (README, "Routing"), and a value is the body plus the millisecond: two
+    deliveries of one body signed in the same millisecond from two threads would be one to the
+    receiver. Scenarios count each idempotency key as one event, so they need the stamps apart.
+    """
 
     def __init__(self, receiver: str, *, patience: float = 90.0) -> None:
         self.receiver = receiver
         self.patience = patience
         self.answers = Answers()
         self._local = threading.local()
+        self._stamp_lock = threading.Lock()
+        self._last_stamp = 0
+
+    def _stamp(self) -> int:
+        """The signing time in milliseconds: now, or one past the last stamp given."""
+        with self._stamp_lock:
+            self._last_stamp = max(int(time.time() * 1000), self._last_stamp + 1)
+            return self._last_stamp
 
     def _session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
@@ -329,7 +343,7 @@ class Sender:
                     "sanity-operation": operation, "sanity-document-id": document["_id"],
                     "sanity-dataset": "production",
                     "sanity-webhook-signature": sanity_signature_header(
-                        WEBHOOK_SECRET, int(time.time() * 1000), body)}  # fmt: skip
+                        WEBHOOK_SECRET, self._stamp(), body)}  # fmt: skip
 
         return self._post("/webhooks/sanity", body, headers)
 
